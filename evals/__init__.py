@@ -1,0 +1,1 @@
+"""Evaluation: lighteval task definitions, the eval runner, fixture data and benchmarks."""

@@ -1,0 +1,69 @@
+"""Generate the shipped fixture data for the `tiny_sentiment` task.
+
+The eval set (`evals/data/tiny_sentiment/test.jsonl`) and the demo's training set
+(`evals/data/demo_train/sentiment_train.jsonl`) use the same sentiment words but disjoint
+sentence templates, so a model must learn the words' polarity, not memorise test sentences.
+Run `python -m evals.fixture_data` to regenerate them (deterministic).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+DATA_DIR = Path(__file__).parent / "data"
+EVAL_DIR = DATA_DIR / "tiny_sentiment"
+TRAIN_FILE = DATA_DIR / "demo_train" / "sentiment_train.jsonl"
+
+POSITIVE = ["great", "wonderful", "excellent", "delightful", "superb", "lovely", "fantastic",
+            "brilliant", "charming", "pleasant", "amazing", "enjoyable", "terrific", "splendid"]
+NEGATIVE = ["awful", "terrible", "dreadful", "boring", "horrible", "poor", "disappointing",
+            "bland", "tedious", "dull", "painful", "lousy", "mediocre", "miserable"]
+NOUNS = ["movie", "food", "hotel", "service", "book", "concert", "game", "show", "trip", "meal",
+         "room", "staff", "music", "park", "class"]
+
+TRAIN_TEMPLATES = ["The {noun} was {adj}.", "What a {adj} {noun}.",
+                   "I thought the {noun} was {adj}.", "Honestly, a {adj} {noun}."]
+TEST_TEMPLATES = ["Our {noun} turned out {adj} in the end.",
+                  "Everyone agreed the {noun} felt {adj}.",
+                  "My friends said this {noun} is {adj}."]
+
+
+def prompt_for(review: str) -> str:
+    return f"Review: {review}\nSentiment:"
+
+
+def _rows(templates: list[str], n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 == 0 else "negative"
+        adj = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
+        review = rng.choice(templates).format(noun=rng.choice(NOUNS), adj=adj)
+        rows.append({"review": review, "label": label})
+    return rows
+
+
+def train_rows(n: int = 600, seed: int = 0) -> list[dict]:
+    """Prompt/completion rows for SFT."""
+    return [{"prompt": prompt_for(r["review"]), "completion": " " + r["label"]}
+            for r in _rows(TRAIN_TEMPLATES, n, seed)]
+
+
+def test_rows(n: int = 120, seed: int = 1) -> list[dict]:
+    return _rows(TEST_TEMPLATES, n, seed)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def main() -> None:
+    _write_jsonl(EVAL_DIR / "test.jsonl", test_rows())
+    _write_jsonl(TRAIN_FILE, train_rows())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""The experiment ledger: one SQLite file holding sessions, events, experiments, runs and evals.
+
+Tools write it; the app and the CLI read it. Every method opens its own short-lived connection,
+so the ledger can be shared by the agent's worker thread, the UI and job watchers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    title TEXT,
+    config_json TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    payload_json TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    session_id TEXT,
+    goal TEXT NOT NULL,
+    base_model TEXT,
+    task TEXT,
+    target TEXT,
+    status TEXT NOT NULL DEFAULT 'open',
+    report TEXT
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    experiment_id INTEGER REFERENCES experiments(id),
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    format TEXT,
+    rows INTEGER,
+    transform_json TEXT,
+    hub_id TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    experiment_id INTEGER REFERENCES experiments(id),
+    parent_run_id INTEGER REFERENCES runs(id),
+    change TEXT,
+    method TEXT NOT NULL,
+    model TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    dataset_id INTEGER REFERENCES datasets(id),
+    script_path TEXT,
+    script_sha256 TEXT,
+    config_json TEXT,
+    backend TEXT,
+    job_id TEXT,
+    status TEXT NOT NULL DEFAULT 'created',
+    output_dir TEXT,
+    hardware TEXT,
+    cost_usd REAL,
+    started_at REAL,
+    finished_at REAL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    step INTEGER,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    UNIQUE(run_id, step, name)
+);
+CREATE TABLE IF NOT EXISTS evals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    experiment_id INTEGER REFERENCES experiments(id),
+    run_id INTEGER REFERENCES runs(id),
+    model TEXT NOT NULL,
+    checkpoint TEXT,
+    task TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    stderr REAL,
+    n_samples INTEGER,
+    is_baseline INTEGER NOT NULL DEFAULT 0,
+    command TEXT,
+    details_json TEXT
+);
+"""
+
+RUN_FIELDS = {
+    "status", "job_id", "backend", "output_dir", "hardware", "cost_usd", "started_at",
+    "finished_at", "error", "script_path", "script_sha256", "config_json", "change",
+    "parent_run_id", "dataset_id",
+}
+
+
+class Ledger:
+    """Read and write the experiment record in `<data_dir>/ledger.sqlite`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+
+    @classmethod
+    def in_dir(cls, data_dir: str | Path) -> Ledger:
+        return cls(Path(data_dir) / "ledger.sqlite")
+
+    @contextmanager
+    def _connect(self):
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        try:
+            yield db
+            db.commit()
+        finally:
+            db.close()
+
+    def _insert(self, table: str, values: dict[str, Any]) -> int:
+        values = {"created_at": time.time(), **values}
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self._connect() as db:
+            cur = db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(values.values()))
+            return int(cur.lastrowid)
+
+    def _rows(self, sql: str, params: tuple = ()) -> list[dict]:
+        with self._connect() as db:
+            return [dict(r) for r in db.execute(sql, params).fetchall()]
+
+    def _one(self, sql: str, params: tuple = ()) -> dict | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    # sessions and events
+    def create_session(self, title: str = "", config: dict | None = None) -> str:
+        session_id = uuid.uuid4().hex[:12]
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO sessions (id, created_at, title, config_json) VALUES (?, ?, ?, ?)",
+                (session_id, time.time(), title, json.dumps(config or {})),
+            )
+        return session_id
+
+    def record_event(self, session_id: str, kind: str, payload: dict) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO events (session_id, ts, kind, payload_json) VALUES (?, ?, ?, ?)",
+                (session_id, time.time(), kind, json.dumps(payload, default=str)),
+            )
+
+    def session_events(self, session_id: str) -> list[dict]:
+        rows = self._rows("SELECT * FROM events WHERE session_id = ? ORDER BY id", (session_id,))
+        for row in rows:
+            row["payload"] = json.loads(row.pop("payload_json"))
+        return rows
+
+    def list_sessions(self) -> list[dict]:
+        return self._rows("SELECT * FROM sessions ORDER BY created_at DESC")
+
+    # experiments
+    def create_experiment(self, goal: str, base_model: str | None = None, task: str | None = None,
+                          target: str | None = None, session_id: str | None = None) -> int:
+        return self._insert("experiments", dict(goal=goal, base_model=base_model, task=task,
+                                                target=target, session_id=session_id))
+
+    def get_experiment(self, experiment_id: int) -> dict | None:
+        return self._one("SELECT * FROM experiments WHERE id = ?", (experiment_id,))
+
+    def update_experiment(self, experiment_id: int, **fields) -> None:
+        allowed = {"status", "report", "base_model", "task", "target", "goal"}
+        self._update("experiments", experiment_id, fields, allowed)
+
+    def list_experiments(self) -> list[dict]:
+        return self._rows("SELECT * FROM experiments ORDER BY id DESC")
+
+    # datasets
+    def record_dataset(self, source: str, path: str, format: str | None = None,
+                       rows: int | None = None, transform: dict | None = None,
+                       experiment_id: int | None = None, hub_id: str | None = None) -> int:
+        return self._insert("datasets", dict(
+            source=source, path=path, format=format, rows=rows, hub_id=hub_id,
+            transform_json=json.dumps(transform) if transform is not None else None,
+            experiment_id=experiment_id))
+
+    def get_dataset(self, dataset_id: int) -> dict | None:
+        return self._one("SELECT * FROM datasets WHERE id = ?", (dataset_id,))
+
+    def find_dataset_by_path(self, path: str) -> dict | None:
+        return self._one("SELECT * FROM datasets WHERE path = ? ORDER BY id DESC", (path,))
+
+    # runs
+    def create_run(self, method: str, model: str, dataset: str, experiment_id: int | None = None,
+                   config: dict | None = None, **fields) -> int:
+        unknown = set(fields) - RUN_FIELDS
+        if unknown:
+            raise ValueError(f"unknown run fields: {sorted(unknown)}")
+        if config is not None:
+            fields["config_json"] = json.dumps(config, default=str)
+        return self._insert("runs", dict(method=method, model=model, dataset=dataset,
+                                         experiment_id=experiment_id, **fields))
+
+    def update_run(self, run_id: int, **fields) -> None:
+        self._update("runs", run_id, fields, RUN_FIELDS)
+
+    def get_run(self, run_id: int) -> dict | None:
+        return self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
+
+    def run_by_job(self, job_id: str) -> dict | None:
+        return self._one("SELECT * FROM runs WHERE job_id = ? ORDER BY id DESC", (job_id,))
+
+    def runs_for(self, experiment_id: int) -> list[dict]:
+        return self._rows("SELECT * FROM runs WHERE experiment_id = ? ORDER BY id", (experiment_id,))
+
+    def list_runs(self, status: str | None = None) -> list[dict]:
+        if status:
+            return self._rows("SELECT * FROM runs WHERE status = ? ORDER BY id", (status,))
+        return self._rows("SELECT * FROM runs ORDER BY id")
+
+    # metrics
+    def record_metrics(self, run_id: int, points: list[tuple[int | None, str, float]]) -> None:
+        with self._connect() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO metrics (run_id, step, name, value) VALUES (?, ?, ?, ?)",
+                [(run_id, step, name, float(value)) for step, name, value in points],
+            )
+
+    def metric_series(self, run_id: int, name: str | None = None) -> dict[str, list[tuple[int, float]]]:
+        sql = "SELECT step, name, value FROM metrics WHERE run_id = ?"
+        params: tuple = (run_id,)
+        if name:
+            sql += " AND name = ?"
+            params += (name,)
+        series: dict[str, list[tuple[int, float]]] = {}
+        for row in self._rows(sql + " ORDER BY step", params):
+            series.setdefault(row["name"], []).append((row["step"], row["value"]))
+        return series
+
+    # evals
+    def record_eval(self, model: str, task: str, metric: str, value: float,
+                    stderr: float | None = None, is_baseline: bool = False,
+                    experiment_id: int | None = None, run_id: int | None = None,
+                    checkpoint: str | None = None, n_samples: int | None = None,
+                    command: str | None = None, details: dict | None = None) -> int:
+        return self._insert("evals", dict(
+            model=model, task=task, metric=metric, value=float(value), stderr=stderr,
+            is_baseline=int(bool(is_baseline)), experiment_id=experiment_id, run_id=run_id,
+            checkpoint=checkpoint, n_samples=n_samples, command=command,
+            details_json=json.dumps(details, default=str) if details is not None else None))
+
+    def evals_for(self, experiment_id: int) -> list[dict]:
+        return self._rows("SELECT * FROM evals WHERE experiment_id = ? ORDER BY id", (experiment_id,))
+
+    def list_evals(self) -> list[dict]:
+        return self._rows("SELECT * FROM evals ORDER BY id")
+
+    def baseline_for(self, experiment_id: int, task: str, metric: str | None = None) -> dict | None:
+        sql = "SELECT * FROM evals WHERE experiment_id = ? AND task = ? AND is_baseline = 1"
+        params: tuple = (experiment_id, task)
+        if metric:
+            sql += " AND metric = ?"
+            params += (metric,)
+        return self._one(sql + " ORDER BY id DESC", params)
+
+    def experiments_table(self) -> list[dict]:
+        """One row per experiment with its baseline and best trained score, for the UI and CLI."""
+        rows = []
+        for exp in self.list_experiments():
+            evals = self.evals_for(exp["id"])
+            base = [e for e in evals if e["is_baseline"]]
+            trained = [e for e in evals if not e["is_baseline"]]
+            best = max(trained, key=lambda e: e["value"], default=None)
+            rows.append({
+                "id": exp["id"], "goal": exp["goal"], "base_model": exp["base_model"],
+                "status": exp["status"], "runs": len(self.runs_for(exp["id"])),
+                "baseline": base[-1]["value"] if base else None,
+                "best": best["value"] if best else None,
+                "task": (best or (base[-1] if base else None) or {}).get("task"),
+            })
+        return rows
+
+    def _update(self, table: str, row_id: int, fields: dict, allowed: set[str]) -> None:
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown {table} fields: {sorted(unknown)}")
+        if not fields:
+            return
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._connect() as db:
+            db.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*fields.values(), row_id])
