@@ -30,11 +30,20 @@ class ToolContext:
     jobs: JobBackend
     emit: Emit = _drop
     experiment_id: int | None = None
+    goal: str = "ad-hoc experiment"
+    session_id: str | None = None
     auto_approve: bool = True
     approve: Callable[[str, dict], bool] | None = field(default=None, repr=False)
 
-    def current_experiment(self, goal: str = "ad-hoc experiment", **fields) -> int:
-        """The experiment the tools record into, created on first use."""
+    def current_experiment(self, **fields) -> int:
+        """The experiment the tools record into, created on first use from the session's goal."""
         if self.experiment_id is None:
-            self.experiment_id = self.ledger.create_experiment(goal=goal, **fields)
+            self.experiment_id = self.ledger.create_experiment(
+                goal=self.goal, session_id=self.session_id, **fields)
         return self.experiment_id
+
+    def ask_approval(self, action: str, details: dict) -> bool:
+        """True when a paid action may go ahead: auto-approve, or the user said yes."""
+        if self.auto_approve:
+            return True
+        return bool(self.approve and self.approve(action, details))

@@ -1,0 +1,81 @@
+"""Everything that configures one agent: which LLM, which keys, which compute, which limits.
+
+Read from the environment by `AgentConfig.from_env()`; the app overrides fields per browser
+session (keys typed into the settings panel live only in that session's config object).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tools.settings import Settings
+
+BACKENDS = ("anthropic", "hf-inference", "openai-compatible", "scripted")
+DEMO_PLAN = Path(__file__).parent / "demo_plan.yaml"
+
+
+def default_model_id() -> str:
+    from agent.models import DEFAULT_MODEL_ID
+
+    return DEFAULT_MODEL_ID
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    backend: str = "anthropic"
+    model_id: str = field(default_factory=default_model_id)
+    anthropic_api_key: str | None = field(default=None, repr=False)
+    anthropic_base_url: str | None = None
+    hf_provider: str | None = None
+    openai_base_url: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
+    scripted_plan: Path | None = None
+    max_steps: int = 300
+    auto_approve: bool = False
+    settings: Settings = field(default_factory=Settings)
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown LLM backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+
+    @classmethod
+    def from_env(cls, **overrides) -> AgentConfig:
+        env = os.environ
+        values = dict(
+            backend=env.get("ML_INTERN_LLM_BACKEND", "anthropic"),
+            anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
+            anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
+            hf_provider=env.get("ML_INTERN_HF_PROVIDER") or None,
+            openai_base_url=env.get("ML_INTERN_OPENAI_BASE_URL") or None,
+            openai_api_key=env.get("OPENAI_API_KEY") or None,
+            settings=Settings.from_env(),
+        )
+        if env.get("ML_INTERN_MODEL"):
+            values["model_id"] = env["ML_INTERN_MODEL"]
+        if env.get("ML_INTERN_SCRIPTED_PLAN"):
+            values["scripted_plan"] = Path(env["ML_INTERN_SCRIPTED_PLAN"])
+        if env.get("ML_INTERN_MAX_STEPS"):
+            values["max_steps"] = int(env["ML_INTERN_MAX_STEPS"])
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def demo(cls, settings: Settings | None = None, plan: Path = DEMO_PLAN) -> AgentConfig:
+        """The offline demo: a scripted model replaying `plan`, the local compute backend."""
+        settings = settings or Settings.from_env()
+        return cls(backend="scripted", model_id="scripted-demo", scripted_plan=plan,
+                   auto_approve=True, settings=settings.with_(compute_backend="local"))
+
+    def with_(self, **changes) -> AgentConfig:
+        return replace(self, **changes)
+
+    @property
+    def hf_token(self) -> str | None:
+        return self.settings.hf_token
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret this config holds, for redaction."""
+        return [s for s in (self.anthropic_api_key, self.openai_api_key) if s] + self.settings.secrets

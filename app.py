@@ -1,0 +1,170 @@
+"""ml-intern's Gradio app: a chat that streams the agent's steps, settings, and the ledger.
+
+    python app.py            # http://127.0.0.1:7860
+
+Heavy libraries (torch, trl, lighteval) are never imported here: tools run them in
+subprocesses, so the first page is served within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from agent.config import BACKENDS, AgentConfig  # noqa: E402
+from agent.events import Event  # noqa: E402
+
+TITLES = {"thought": "💭 Thought", "code": "⌨ Code", "tool_result": "↳ Observation",
+          "job_update": "⚙ Job", "eval_result": "📊 Evaluation", "error": "✗ Error"}
+EXPERIMENT_COLUMNS = ["id", "goal", "base_model", "task", "baseline", "best", "runs", "status"]
+
+
+def render_event(event: Event, messages: list[gr.ChatMessage]) -> None:
+    """Add or update the chat messages for one event (in place)."""
+    if event.kind in ("token_usage", "approval"):
+        return
+    if event.kind == "user":
+        messages.append(gr.ChatMessage(role="user", content=event.text))
+        return
+    if event.kind == "delta":
+        if messages and messages[-1].metadata.get("id") == "streaming":
+            messages[-1].content += event.text
+        else:
+            messages.append(gr.ChatMessage(role="assistant", content=event.text, metadata={
+                "title": "💭 Thinking…", "id": "streaming", "status": "pending"}))
+        return
+    if messages and messages[-1].metadata.get("id") == "streaming":
+        messages.pop()
+    if event.kind == "final_answer":
+        messages.append(gr.ChatMessage(role="assistant", content=event.text))
+        return
+    if event.kind == "tool_result":
+        _finish_pending(messages, event.data.get("duration_s"))
+    step = f" · step {event.step}" if event.step is not None else ""
+    metadata = {"title": TITLES[event.kind] + step, "status": "done"}
+    content = event.text
+    if event.kind == "code":
+        content = f"```python\n{event.text}\n```"
+        metadata.update(status="pending", id=f"code-{len(messages)}")
+    elif event.kind == "tool_result":
+        content = f"```\n{event.text}\n```"
+    elif event.kind == "eval_result":
+        d = event.data
+        label = "baseline" if d.get("is_baseline") else "checkpoint"
+        content = f"**{label}** `{d.get('task')}` {d.get('metric')} = **{d.get('value')}** ± {d.get('stderr')} (n={d.get('n_samples')})"
+    elif event.kind == "job_update":
+        d = event.data
+        content = f"job `{d.get('job_id')}` on {d.get('backend', '?')}: **{d.get('stage')}** {event.text}"
+    messages.append(gr.ChatMessage(role="assistant", content=content, metadata=metadata))
+
+
+def _finish_pending(messages: list[gr.ChatMessage], duration: float | None) -> None:
+    for message in reversed(messages):
+        if message.metadata.get("status") == "pending":
+            message.metadata["status"] = "done"
+            if duration is not None:
+                message.metadata["duration"] = round(duration, 2)
+            return
+
+
+def _config(prefs: dict) -> AgentConfig:
+    """The environment's config with this browser session's settings on top."""
+    base = AgentConfig.from_env()
+    settings = base.settings
+    if prefs.get("hf_token"):
+        settings = settings.with_(hf_token=prefs["hf_token"])
+    if prefs.get("github_token"):
+        settings = settings.with_(github_token=prefs["github_token"])
+    if prefs.get("compute"):
+        settings = settings.with_(compute_backend=prefs["compute"])
+    changes = {"settings": settings}
+    for key in ("backend", "model_id", "anthropic_api_key", "openai_base_url"):
+        if prefs.get(key):
+            changes[key] = prefs[key]
+    return base.with_(**changes)
+
+
+def chat(message: str, history: list, prefs: dict, session):
+    """Run one turn and stream the chat as it grows."""
+    from agent.session import Session
+
+    config = _config(prefs or {})
+    if session is None or session.config != config:
+        session = Session(config, title=message[:80])
+    messages = [gr.ChatMessage(**m) if isinstance(m, dict) else m for m in (history or [])]
+    for event in session.run(message):
+        render_event(event, messages)
+        yield messages, session, ""
+    yield messages, session, ""
+
+
+def run_demo(history: list, prefs: dict):
+    """The scripted offline demo, clearly labelled as such."""
+    from agent.demo import DEMO_TASK, prepare_demo
+    from agent.session import Session
+
+    config = AgentConfig.demo(settings=_config(prefs or {}).settings)
+    messages = [gr.ChatMessage(role="assistant", content="**Scripted offline demo** — a replayed plan, "
+                               "not an LLM. Tools, training and evaluation are real.")]
+    yield messages
+    variables = prepare_demo(config.settings.data_dir)
+    session = Session(config, title="offline demo")
+    for event in session.run(DEMO_TASK, variables=variables):
+        render_event(event, messages)
+        yield messages
+
+
+def experiments_rows() -> list[list]:
+    from tools.ledger import Ledger
+
+    ledger = Ledger.in_dir(AgentConfig.from_env().settings.data_dir)
+    return [[row[c] for c in EXPERIMENT_COLUMNS] for row in ledger.experiments_table()]
+
+
+def save_settings(backend, model_id, anthropic_key, hf_token, github_token, compute, openai_url):
+    prefs = {"backend": backend, "model_id": model_id.strip(), "anthropic_api_key": anthropic_key.strip(),
+             "hf_token": hf_token.strip(), "github_token": github_token.strip(), "compute": compute,
+             "openai_base_url": openai_url.strip()}
+    return prefs, "Saved for this browser session only: keys are never written to disk or the ledger."
+
+
+def build_app() -> gr.Blocks:
+    env = AgentConfig.from_env()
+    with gr.Blocks(title="ml-intern") as app:
+        prefs = gr.State({})
+        session = gr.State(None)
+        gr.Markdown("# 🧑‍🔬 ml-intern\nAn autonomous ML engineer for LLM post-training: papers → data → "
+                    "baseline → train → evaluate → iterate.")
+        with gr.Tab("Chat"):
+            chatbot = gr.Chatbot(label="ml-intern", height=620)
+            box = gr.Textbox(placeholder="e.g. improve Qwen3-1.7B on GSM8K", show_label=False)
+            with gr.Row():
+                send = gr.Button("Send", variant="primary")
+                demo_button = gr.Button("Run offline demo (scripted)")
+        with gr.Tab("Experiments"):
+            table = gr.Dataframe(headers=EXPERIMENT_COLUMNS, value=experiments_rows, interactive=False)
+            gr.Button("Refresh").click(experiments_rows, outputs=table, api_name="experiments")
+        with gr.Tab("Settings"):
+            backend = gr.Dropdown(list(BACKENDS), value=env.backend, label="LLM backend")
+            model_id = gr.Textbox(value=env.model_id, label="Model id")
+            anthropic_key = gr.Textbox(type="password", label="ANTHROPIC_API_KEY (this browser session only)")
+            hf_token = gr.Textbox(type="password", label="HF_TOKEN (this browser session only)")
+            github_token = gr.Textbox(type="password", label="GITHUB_TOKEN (this browser session only)")
+            compute = gr.Dropdown(["auto", "local", "hf-jobs"], value=env.settings.compute_backend,
+                                  label="Compute backend (auto: HF Jobs when an HF token is set)")
+            openai_url = gr.Textbox(value=env.openai_base_url or "", label="OpenAI-compatible base URL")
+            saved = gr.Markdown()
+            gr.Button("Save").click(save_settings, [backend, model_id, anthropic_key, hf_token, github_token,
+                                                    compute, openai_url], [prefs, saved], api_name=False)
+        chat_io = ([box, chatbot, prefs, session], [chatbot, session, box])
+        send.click(chat, *chat_io, api_name="chat")
+        box.submit(chat, *chat_io, api_name=False)
+        demo_button.click(run_demo, [chatbot, prefs], chatbot, api_name="demo")
+    return app
+
+
+if __name__ == "__main__":
+    build_app().launch()

@@ -1,0 +1,60 @@
+import threading
+
+import pytest
+
+from tools.ledger import Ledger
+
+
+def test_experiment_runs_and_evals_round_trip(ledger):
+    exp = ledger.create_experiment("improve tiny on sentiment", base_model="tiny", task="tiny_sentiment")
+    run = ledger.create_run("sft", "tiny", "train.jsonl", experiment_id=exp, config={"lr": 3e-3})
+    ledger.update_run(run, status="running", job_id="job-1", backend="local")
+    ledger.record_eval("tiny", "tiny_sentiment", "acc", 0.5, stderr=0.05, is_baseline=True,
+                       experiment_id=exp, n_samples=120)
+    ledger.record_eval("ckpt", "tiny_sentiment", "acc", 0.9, stderr=0.03, experiment_id=exp, run_id=run)
+    ledger.record_eval("ckpt2", "tiny_sentiment", "acc", 0.8, experiment_id=exp, run_id=run)
+
+    assert ledger.run_by_job("job-1")["id"] == run
+    assert ledger.get_run(run)["status"] == "running"
+    assert ledger.baseline_for(exp, "tiny_sentiment")["value"] == 0.5
+    [row] = ledger.experiments_table()
+    assert (row["baseline"], row["best"], row["runs"]) == (0.5, 0.9, 1)
+
+
+def test_unknown_fields_are_refused(ledger):
+    run = ledger.create_run("sft", "m", "d")
+    with pytest.raises(ValueError, match="unknown runs fields"):
+        ledger.update_run(run, colour="red")
+    with pytest.raises(ValueError, match="unknown run fields"):
+        ledger.create_run("sft", "m", "d", colour="red")
+
+
+def test_metric_series_are_ordered_and_upserted(ledger):
+    run = ledger.create_run("sft", "m", "d")
+    ledger.record_metrics(run, [(2, "loss", 1.0), (1, "loss", 2.0), (1, "learning_rate", 0.1)])
+    ledger.record_metrics(run, [(2, "loss", 0.9)])
+    assert ledger.metric_series(run, "loss") == {"loss": [(1, 2.0), (2, 0.9)]}
+    assert set(ledger.metric_series(run)) == {"loss", "learning_rate"}
+
+
+def test_events_persist_per_session_and_survive_reopening(data_dir):
+    ledger = Ledger.in_dir(data_dir)
+    sid = ledger.create_session("t", {"backend": "scripted"})
+    ledger.record_event(sid, "thought", {"text": "hello"})
+    reopened = Ledger.in_dir(data_dir)
+    assert [e["payload"]["text"] for e in reopened.session_events(sid)] == ["hello"]
+
+
+def test_concurrent_writers_do_not_lose_rows(ledger):
+    sid = ledger.create_session()
+
+    def write(n):
+        for i in range(20):
+            ledger.record_event(sid, "thought", {"n": n, "i": i})
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ledger.session_events(sid)) == 80

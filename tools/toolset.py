@@ -1,0 +1,21 @@
+"""The list of tools the agent gets, each built with the session's ToolContext."""
+
+from __future__ import annotations
+
+from smolagents import Tool
+
+from tools.context import ToolContext
+from tools.datasets import InspectDatasetTool, SearchDatasetsTool
+from tools.evaluation import RunEvaluationTool
+from tools.jobs import CancelJobTool, JobLogsTool, JobStatusTool, SubmitJobTool, WaitForJobTool
+from tools.papers import SearchPapersTool
+from tools.scripts import WriteTrainingScriptTool
+
+TOOL_CLASSES = (
+    SearchPapersTool, SearchDatasetsTool, InspectDatasetTool, WriteTrainingScriptTool,
+    SubmitJobTool, JobStatusTool, JobLogsTool, CancelJobTool, WaitForJobTool, RunEvaluationTool,
+)
+
+
+def build_tools(ctx: ToolContext) -> list[Tool]:
+    return [cls(ctx) for cls in TOOL_CLASSES]
