@@ -23,7 +23,8 @@ from smolagents.models import ChatMessageStreamDelta, MessageRole
 
 DEFAULT_MODEL_ID = "claude-sonnet-5-5"  # listed in anthropic 2.14's types/model_param.py
 BACKENDS = ("anthropic", "hf-inference", "openai-compatible", "scripted")
-USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+CACHE_KEYS = ("cache_read_input_tokens", "cache_creation_input_tokens")
+USAGE_KEYS = ("input_tokens", "output_tokens", *CACHE_KEYS)
 EPHEMERAL = {"type": "ephemeral"}
 
 
@@ -126,7 +127,9 @@ class AnthropicModel(Model):
 
     Token counts: each `ChatMessage.token_usage` has `input_tokens` = all prompt tokens
     (uncached + cache read + cache write) and `output_tokens`. The split lives on the model:
-    `last_usage` (the latest call) and `total_usage` (since creation), dicts with `USAGE_KEYS`.
+    `last_usage` (the latest call) and `total_usage` (since creation), dicts with `USAGE_KEYS`
+    (`input_tokens` there is the uncached part only, as Anthropic counts it), and
+    `last_cache_usage`, just the two cache counts of the latest call.
     """
 
     label = "anthropic"
@@ -163,11 +166,15 @@ class AnthropicModel(Model):
         request.update(self.kwargs)
         return request
 
+    @property
+    def last_cache_usage(self) -> dict[str, int]:
+        return {key: self.last_usage[key] for key in CACHE_KEYS}
+
     def _record(self, usage: dict[str, int]) -> TokenUsage:
         self.last_usage = {key: int(usage.get(key) or 0) for key in USAGE_KEYS}
         for key in USAGE_KEYS:
             self.total_usage[key] += self.last_usage[key]
-        prompt = sum(self.last_usage[k] for k in USAGE_KEYS if k != "output_tokens")
+        prompt = sum(self.last_usage[k] for k in ("input_tokens", *CACHE_KEYS))
         return TokenUsage(input_tokens=prompt, output_tokens=self.last_usage["output_tokens"])
 
     def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None,
@@ -228,8 +235,6 @@ class ScriptedModel(Model):
         super().__init__(model_id=model_id, **kwargs)
         self.replies = [_step_text(step) for step in steps]
         self.calls = 0
-        self.last_usage = _zero_usage()
-        self.total_usage = _zero_usage()
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedModel:
@@ -262,7 +267,7 @@ class ScriptedModel(Model):
 def call_usage(model: Model, message: ChatMessage | None = None) -> dict[str, int]:
     """Input, output, cache-read and cache-write tokens of the model's latest call.
 
-    Our own models keep the split in `last_usage`; for smolagents' models it comes from the
+    `AnthropicModel` keeps the split in `last_usage`; for the other models it comes from the
     message's `token_usage` (and OpenAI's `cached_tokens` where the raw response has them),
     with `input_tokens` counting uncached prompt tokens only, as Anthropic does.
     """

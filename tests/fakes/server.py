@@ -131,6 +131,6 @@ def serve(handler_cls: type[FakeHandler], state: dict | None = None) -> FakeServ
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     httpd.requests = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return FakeServer(httpd, thread, state)

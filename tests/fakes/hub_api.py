@@ -1,0 +1,185 @@
+"""A loopback fake of the Hugging Face Hub's search APIs and of the dataset viewer.
+
+Replies come from recorded real-shaped JSON in tests/fixtures/hub/:
+- `datasets.json`: items as `GET /api/datasets` returns them (also served by `/api/datasets/{id}`);
+- `papers_search.json`: items as `GET /api/papers/search` returns them;
+- `viewer_<name>.json`: `/splits`, `/first-rows` (keyed "config/split") and `/size` replies.
+
+Behaviour copied from the real services: `/api/datasets` filters by `search` and `filter`, sorts
+descending by `sort`, pages by `limit` with a `Link: <...>; rel="next"` header (page size capped by
+state["page_size"]); unknown repos answer 401 (no token) or 404 with X-Error-Code RepoNotFound.
+The viewer answers 401 ExternalUnauthenticatedError without a token and 404
+ExternalAuthenticatedError with one, for unknown datasets and for gated ones the token was not
+granted (state["granted_tokens"]); a dataset listed on the Hub with no viewer file answers 500
+ResponseNotReady. state["rate_limit"] = n makes the next n `/api/` requests answer 429.
+
+    server = serve_hub()
+    settings = hub_settings(server, Settings(data_dir=tmp), token=GRANTED_TOKEN)
+    ...
+    server.close()
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlencode
+
+from tests.fakes.server import FakeHandler, FakeServer, route, serve
+from tools.settings import Settings
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "hub"
+GRANTED_TOKEN = "hf_fake_granted_token"
+SENTIMENT = "ml-intern-fixtures/tiny-sentiment"
+SHAREGPT = "ml-intern-fixtures/sharegpt-chat"
+PREFERENCE = "ml-intern-fixtures/preference-pairs"
+GATED = "ml-intern-fixtures/gated-medqa"
+NOT_READY = "ml-intern-fixtures/still-processing"
+
+SORT_KEYS = {"downloads": "downloads", "likes": "likes", "trendingScore": "trendingScore",
+             "lastModified": "lastModified", "createdAt": "createdAt"}
+UNAUTHENTICATED = ("The dataset does not exist, or is not accessible without authentication (private "
+                   "or gated). Please check the spelling of the dataset name or retry with authentication.")
+AUTHENTICATED = ("The dataset does not exist, or is not accessible with the current credentials (private "
+                 "or gated). Please check the spelling of the dataset name or retry with other "
+                 "authentication credentials.")
+NOT_READY_MESSAGE = "The server is busier than usual and the response is not ready yet. Please retry later."
+
+
+def load(name: str):
+    return json.loads((FIXTURES / name).read_text())
+
+
+def viewer_fixtures() -> dict[str, dict]:
+    by_id = {}
+    for path in sorted(FIXTURES.glob("viewer_*.json")):
+        data = json.loads(path.read_text())
+        by_id[data["dataset"]] = data
+    return by_id
+
+
+class FakeHubHandler(FakeHandler):
+    # the Hub
+    def _rate_limited(self) -> bool:
+        if self.state.get("rate_limit", 0) > 0:
+            self.state["rate_limit"] -= 1
+            self.send_json({"error": "You have exceeded our rate limit"}, status=429,
+                           headers={"Retry-After": "1"})
+            return True
+        return False
+
+    @route("GET", r"/api/datasets")
+    def list_datasets(self):
+        if self._rate_limited():
+            return
+        query = self.request_record.query
+        items = load("datasets.json")
+        for word in query.get("search", []):
+            items = [d for d in items if word.lower() in d["id"].lower()]
+        for tag in query.get("filter", []):
+            items = [d for d in items if tag in d["tags"]]
+        if "sort" in self.query:
+            key = SORT_KEYS[self.query["sort"]]
+            items.sort(key=lambda d: d[key], reverse=True)
+        start = int(self.query.get("cursor", 0))
+        size = min(int(self.query.get("limit", 1000)), self.state.get("page_size", 1000))
+        page, headers = items[start:start + size], {}
+        if start + size < len(items):
+            params = [(k, v) for k, values in query.items() if k != "cursor" for v in values]
+            next_url = f"{self.server_url}/api/datasets?{urlencode(params + [('cursor', start + size)])}"
+            headers["Link"] = f'<{next_url}>; rel="next"'
+        self.send_json(page, headers=headers)
+
+    @route("GET", r"/api/datasets/(?P<owner>[^/]+)/(?P<name>[^/]+)")
+    def dataset_info(self, owner: str, name: str):
+        if self._rate_limited():
+            return
+        found = [d for d in load("datasets.json") if d["id"] == f"{owner}/{name}"]
+        if not found:
+            status = 404 if self.token else 401
+            self.send_json({"error": "Repository not found"}, status=status,
+                           headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
+            return
+        self.send_json({**found[0], "cardData": {"license": "apache-2.0"}, "siblings": [
+            {"rfilename": ".gitattributes"}, {"rfilename": "README.md"}]})
+
+    @route("GET", r"/api/papers/search")
+    def search_papers(self):
+        if self._rate_limited():
+            return
+        words = [w.lower() for w in self.query.get("q", "").split() if len(w) > 2]
+        scored = []
+        for item in load("papers_search.json"):
+            text = f"{item['title']} {item['summary']} {' '.join(item['paper']['ai_keywords'])}".lower()
+            score = sum(w in text for w in words)
+            if score:
+                scored.append((score, item))
+        scored.sort(key=lambda pair: -pair[0])
+        limit = int(self.query.get("limit", 120))
+        self.send_json([item for _, item in scored][:limit])
+
+    # the dataset viewer
+    @property
+    def token(self) -> str | None:
+        auth = self.request_record.headers.get("authorization", "")
+        return auth.removeprefix("Bearer ").strip() or None
+
+    @property
+    def server_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _viewer_error(self, status: int, code: str, message: str):
+        self.send_json({"error": message}, status=status, headers={"X-Error-Code": code})
+
+    def _viewer_dataset(self) -> dict | None:
+        """The viewer fixture for ?dataset=, or None after answering with the real error."""
+        dataset = self.query.get("dataset")
+        if not dataset:
+            self._viewer_error(422, "MissingRequiredParameter", "Parameter 'dataset' is required")
+            return None
+        hub = {d["id"]: d for d in load("datasets.json")}
+        granted = self.token in self.state.get("granted_tokens", {GRANTED_TOKEN})
+        if dataset not in hub or (hub[dataset]["gated"] and not granted):
+            if self.token:
+                self._viewer_error(404, "ExternalAuthenticatedError", AUTHENTICATED)
+            else:
+                self._viewer_error(401, "ExternalUnauthenticatedError", UNAUTHENTICATED)
+            return None
+        fixture = viewer_fixtures().get(dataset)
+        if fixture is None:
+            self._viewer_error(500, "ResponseNotReady", NOT_READY_MESSAGE)
+        return fixture
+
+    @route("GET", r"/splits")
+    def splits(self):
+        fixture = self._viewer_dataset()
+        if fixture:
+            self.send_json(fixture["splits"])
+
+    @route("GET", r"/first-rows")
+    def first_rows(self):
+        fixture = self._viewer_dataset()
+        if not fixture:
+            return
+        key = f"{self.query.get('config')}/{self.query.get('split')}"
+        if key not in fixture["first-rows"]:
+            self._viewer_error(404, "ResponseNotFound", "Not found.")
+            return
+        self.send_json(fixture["first-rows"][key])
+
+    @route("GET", r"/size")
+    def size(self):
+        fixture = self._viewer_dataset()
+        if fixture:
+            self.send_json(fixture["size"])
+
+
+def serve_hub(state: dict | None = None) -> FakeServer:
+    """Start the fake Hub + dataset viewer on loopback; both base URLs are `server.url`."""
+    return serve(FakeHubHandler, state)
+
+
+def hub_settings(server: FakeServer, base: Settings, token: str | None = None) -> Settings:
+    """`base` pointed at the fake for both the Hub API and the dataset viewer."""
+    return base.with_(hf_endpoint=server.url, datasets_server_url=server.url, hf_token=token)
