@@ -18,7 +18,8 @@ from agent.config import BACKENDS, AgentConfig  # noqa: E402
 from agent.events import Event  # noqa: E402
 
 TITLES = {"thought": "💭 Thought", "code": "⌨ Code", "tool_result": "↳ Observation",
-          "job_update": "⚙ Job", "eval_result": "📊 Evaluation", "error": "✗ Error"}
+          "job_update": "⚙ Job", "eval_result": "📊 Evaluation", "error": "✗ Error", "run_created": "📝 Run",
+          "preflight": "🔎 Preflight", "diagnosis": "🩺 Diagnosis", "notice": "ℹ Notice"}
 EXPERIMENT_COLUMNS = ["id", "goal", "base_model", "task", "baseline", "best", "runs", "status"]
 
 
@@ -54,7 +55,8 @@ def render_event(event: Event, messages: list[gr.ChatMessage]) -> None:
     elif event.kind == "eval_result":
         d = event.data
         label = "baseline" if d.get("is_baseline") else "checkpoint"
-        content = f"**{label}** `{d.get('task')}` {d.get('metric')} = **{d.get('value')}** ± {d.get('stderr')} (n={d.get('n_samples')})"
+        content = (f"**{label}** `{d.get('task')}` {d.get('metric')} = **{d.get('value')}** ± {d.get('stderr')}"
+                   f" (n={d.get('n_samples')})")
     elif event.kind == "job_update":
         d = event.data
         content = f"job `{d.get('job_id')}` on {d.get('backend', '?')}: **{d.get('stage')}** {event.text}"

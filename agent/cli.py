@@ -15,8 +15,9 @@ from pathlib import Path
 from agent.config import BACKENDS, AgentConfig
 from agent.events import Event
 
-ICONS = {"user": ">", "thought": "💭", "code": "⌨", "tool_result": "↳", "job_update": "⚙",
-         "eval_result": "📊", "error": "✗", "final_answer": "✓", "token_usage": "·", "approval": "?"}
+ICONS = {"user": ">", "thought": "💭", "code": "⌨", "tool_result": "↳", "job_update": "⚙", "eval_result": "📊",
+         "run_created": "📝", "preflight": "🔎", "diagnosis": "🩺", "notice": "ℹ", "error": "✗",
+         "final_answer": "✓", "token_usage": "·", "approval": "?"}
 
 
 def format_event(event: Event) -> str | None:
@@ -33,7 +34,14 @@ def format_event(event: Event) -> str | None:
         return f"{icon} eval ({label}): {d.get('task')} {d.get('metric')} = {d.get('value')}"
     if event.kind == "job_update":
         d = event.data
-        return f"{icon} job {d.get('job_id')}: {d.get('stage')} {event.text}".rstrip()
+        progress = d.get("progress") or {}
+        step = f" step {progress.get('step')}/{progress.get('max_steps')}" if progress.get("step") else ""
+        loss = (d.get("latest_metrics") or {}).get("loss")
+        loss_text = f" loss {loss:.4g}" if isinstance(loss, float) else ""
+        return f"{icon} job {d.get('job_id')}: {d.get('stage')}{step}{loss_text}"
+    if event.kind == "run_created":
+        d = event.data
+        return f"{icon} run {d.get('run_id')} created: {d.get('method')} {d.get('model')} on {d.get('dataset')}"
     return f"{icon} {event.kind}: {event.text}"
 
 
@@ -75,10 +83,12 @@ def _ask(action: str, details: dict) -> bool:
 
 
 def _print_turn(session, text: str, variables: dict | None = None) -> None:
+    previous = None
     for event in session.run(text, variables=variables):
         line = format_event(event)
-        if line and event.kind != "user":
+        if line and event.kind != "user" and line != previous:
             print(line, flush=True)
+        previous = line
 
 
 def main(argv: list[str] | None = None) -> int:

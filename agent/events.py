@@ -10,8 +10,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-EventKind = Literal["user", "thought", "code", "tool_result", "job_update", "eval_result", "error",
-                    "final_answer", "token_usage", "delta", "approval"]
+EventKind = Literal["user", "thought", "code", "tool_result", "run_created", "job_update", "eval_result",
+                    "preflight", "diagnosis", "notice", "error", "final_answer", "token_usage", "delta",
+                    "approval"]
 EVENT_KINDS: tuple[str, ...] = EventKind.__args__
 PERSISTED_KINDS = frozenset(EVENT_KINDS) - {"delta"}
 

@@ -16,7 +16,7 @@ from smolagents.models import ChatMessageStreamDelta
 
 from agent.builder import build_agent
 from agent.config import AgentConfig
-from agent.events import PERSISTED_KINDS, Event
+from agent.events import EVENT_KINDS, PERSISTED_KINDS, Event
 from agent.redact import redact
 from tools.context import ToolContext
 from tools.job_backends import make_job_backend
@@ -123,6 +123,8 @@ class Session:
 
     def _emit_from_tool(self, kind: str, payload: dict) -> None:
         data = dict(payload)
+        if kind not in EVENT_KINDS:
+            data["tool_event"], kind = kind, "notice"
         self._push(Event(kind, str(data.pop("text", "")), data=data))
 
     def _push(self, event: Event) -> None:
