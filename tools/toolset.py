@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from smolagents import Tool
 
+from tools.code_search import SearchCodeExamplesTool
 from tools.context import ToolContext
 from tools.datasets import InspectDatasetTool, SearchDatasetsTool
 from tools.evaluation import RunEvaluationTool
 from tools.jobs import CancelJobTool, JobLogsTool, JobStatusTool, SubmitJobTool, WaitForJobTool
+from tools.library_docs import LookupApiTool, SearchDocsTool
 from tools.papers import SearchPapersTool
 from tools.scripts import WriteTrainingScriptTool
 
 TOOL_CLASSES = (
-    SearchPapersTool, SearchDatasetsTool, InspectDatasetTool, WriteTrainingScriptTool,
-    SubmitJobTool, JobStatusTool, JobLogsTool, CancelJobTool, WaitForJobTool, RunEvaluationTool,
+    # research
+    SearchPapersTool, SearchCodeExamplesTool, LookupApiTool, SearchDocsTool,
+    # data
+    SearchDatasetsTool, InspectDatasetTool,
+    # training and jobs
+    WriteTrainingScriptTool, SubmitJobTool, JobStatusTool, JobLogsTool, CancelJobTool, WaitForJobTool,
+    # evaluation
+    RunEvaluationTool,
 )
 
 
