@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from smolagents import Tool
 
+from tools.citations import CitationGraphTool
 from tools.code_search import SearchCodeExamplesTool
 from tools.context import ToolContext
 from tools.datasets import InspectDatasetTool, SearchDatasetsTool
 from tools.evaluation import RunEvaluationTool
 from tools.jobs import CancelJobTool, JobLogsTool, JobStatusTool, SubmitJobTool, WaitForJobTool
 from tools.library_docs import LookupApiTool, SearchDocsTool
+from tools.paper_reader import ReadPaperTool
 from tools.papers import SearchPapersTool
+from tools.recipe import ExtractRecipeTool
 from tools.scripts import WriteTrainingScriptTool
 
 TOOL_CLASSES = (
     # research
-    SearchPapersTool, SearchCodeExamplesTool, LookupApiTool, SearchDocsTool,
+    SearchPapersTool, ReadPaperTool, ExtractRecipeTool, CitationGraphTool,
+    SearchCodeExamplesTool, LookupApiTool, SearchDocsTool,
     # data
     SearchDatasetsTool, InspectDatasetTool,
     # training and jobs
