@@ -321,3 +321,17 @@ def test_tools_pass_smolagents_validation(hub, settings, ledger):
     search, inspect = tools_for(hub, settings, ledger)
     assert (search.name, inspect.name) == ("search_datasets", "inspect_dataset")
     assert search.output_type == inspect.output_type == "object"
+
+
+def test_search_named_filters_become_hub_tags(hub, settings, ledger):
+    search, _ = tools_for(hub, settings, ledger)
+    hits = search(query="", task="text-classification", language="en", size="n<1K", license="cc-by-4.0",
+                  filter="format:parquet", sort="trending")
+    assert hub.requests[-1].query == {
+        "filter": ["format:parquet", "task_categories:text-classification", "language:en",
+                   "size_categories:n<1K", "license:cc-by-4.0"],
+        "sort": ["trendingScore"], "limit": ["10"]}
+    assert [h["id"] for h in hits] == ["ml-intern-fixtures/noisy-reviews"]
+    assert search(query="", task="task_categories:text-classification", license="apache-2.0")[0]["id"] == SENTIMENT
+    with pytest.raises(ToolError, match=r"size must be one of n<1K, 1K<n<10K, .*got '10k-100k'"):
+        search(query="imdb", size="10k-100k")

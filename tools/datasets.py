@@ -6,7 +6,6 @@ Row text is third-party data: it comes back in capped data fields, never as inst
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -15,104 +14,20 @@ from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from smolagents import Tool
 
 from tools.context import ToolContext
+from tools.dataset_formats import detect_trl_format, format_notes, read_local_split
 from tools.errors import ToolError
 from tools.hub import DatasetViewer, ViewerError, cap_text, feature_type, hf_api, hub_errors
 
 SORTS = ("downloads", "likes", "trending_score", "last_modified", "created_at")
+SORT_ALIASES = {"trending": "trending_score"}
+SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M",
+                   "100M<n<1B", "1B<n<10B", "10B<n<100B", "100B<n<1T", "n>1T")
 MAX_TAGS = 8
 FIELD_CHARS = 500
 LIST_ITEMS = 8
 MAX_ROWS = 20
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 LOCAL_SUFFIXES = (".jsonl", ".json")
-
-# (columns that must all be present, what to convert them to)
-CONVERTIBLE = [
-    (("instruction", "output"),
-     "Alpaca-style instruction/input/output: build prompt = instruction (+ \"\\n\\n\" + input when "
-     "non-empty) and completion = output to get the prompt-completion format for SFT."),
-    (("question", "answer"),
-     "question/answer: rename to prompt/completion for SFT; for GRPO keep `prompt` only and pass "
-     "the answer column to the reward function (prompt-only format)."),
-    (("problem", "solution"),
-     "problem/solution: rename to prompt/completion for SFT, or keep `prompt` plus the solution "
-     "column for a GRPO reward function (prompt-only format)."),
-    (("query", "response"), "query/response: rename to prompt/completion (prompt-completion format, SFT)."),
-    (("instruction", "response"),
-     "instruction/response (+context): build prompt from instruction and context, completion = "
-     "response (prompt-completion format, SFT)."),
-    (("input", "output"), "input/output: rename to prompt/completion (prompt-completion format, SFT)."),
-    (("label",),
-     "classification rows (text + label): build prompt = an instruction plus the text and completion "
-     "= the label name (prompt-completion format, SFT), or keep the label for a GRPO reward function."),
-]
-SHAREGPT_NOTE = ("ShareGPT-style turns [{from, value}]: map each turn to {role, content} (human->user, "
-                 "gpt->assistant, system->system) in a `messages` column (messages format, SFT).")
-
-
-def _is_messages(value) -> bool:
-    return (isinstance(value, list) and bool(value)
-            and all(isinstance(m, dict) and "role" in m and "content" in m for m in value))
-
-
-def _is_sharegpt(value) -> bool:
-    return (isinstance(value, list) and bool(value)
-            and all(isinstance(m, dict) and "from" in m and "value" in m for m in value))
-
-
-def conversion_note(columns, first_row: dict | None) -> str | None:
-    """What to do with a common non-TRL shape (ShareGPT, Alpaca, question/answer, ...), else None."""
-    cols, row = set(columns), first_row or {}
-    if any(_is_sharegpt(row.get(c)) for c in ("conversations", "messages")) or (
-            "conversations" in cols and not row):
-        return SHAREGPT_NOTE
-    for needed, note in CONVERTIBLE:
-        if set(needed) <= cols:
-            return note
-    return None
-
-
-def detect_trl_format(columns, first_row: dict | None) -> tuple[str, list[str]]:
-    """The TRL dataset format of a dataset with these columns, and the trainers that take it as is.
-
-    Formats: "messages" and "text" (SFT), "prompt-completion" (SFT; GRPO uses the prompt and hands
-    the completion to reward functions), "preference" (DPO, reward modelling; the prompt may be
-    implicit in chosen/rejected), "unpaired-preference" (KTO), "prompt-only" (GRPO),
-    "needs-conversion" (a known shape to convert first: see `conversion_note`), "unknown".
-    """
-    cols, row = set(columns), first_row or {}
-    if "messages" in cols and (_is_messages(row.get("messages")) or not row):
-        return "messages", ["SFT"]
-    if {"chosen", "rejected"} <= cols:
-        return "preference", ["DPO", "Reward"]
-    if {"prompt", "completion", "label"} <= cols:
-        return "unpaired-preference", ["KTO"]
-    if {"prompt", "completion"} <= cols:
-        return "prompt-completion", ["SFT", "GRPO"]
-    if "prompt" in cols:
-        return "prompt-only", ["GRPO"]
-    if conversion_note(columns, first_row):
-        return "needs-conversion", []
-    if "text" in cols:
-        return "text", ["SFT"]
-    return "unknown", []
-
-
-def format_notes(fmt: str, columns, first_row: dict | None) -> list[str]:
-    """What the agent should know about a dataset of format `fmt` before training on it."""
-    row, notes = first_row or {}, []
-    if fmt == "needs-conversion":
-        notes.append(conversion_note(columns, first_row))
-    elif fmt == "unknown":
-        notes.append(f"No TRL format recognised in columns {sorted(columns)}. TRL expects messages, "
-                     "text, prompt+completion, prompt+chosen+rejected or prompt; map columns to one.")
-    elif fmt == "preference" and "prompt" not in set(columns):
-        notes.append("No prompt column: DPO takes the prompt as the shared start of chosen/rejected "
-                     "(implicit prompt).")
-    if any(_is_messages(row.get(c)) for c in ("prompt", "completion", "chosen", "rejected")):
-        notes.append("Conversational style: fields are lists of {role, content}; the trainer applies "
-                     "the model's chat template.")
-    return notes
 
 
 def _cap_value(value, chars: int = FIELD_CHARS):
@@ -144,69 +59,31 @@ def _value_type(value) -> str:
     return "null"
 
 
-def read_local_split(path: Path, n_rows: int) -> tuple[int, list[dict], list[str]]:
-    """(row count, first n_rows rows, notes) of a .jsonl or .json file; ToolError on a bad line."""
-    if path.suffix == ".jsonl":
-        count, rows, keys, odd_line, odd_count = 0, [], None, None, 0
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                row = _parse_line(path, line_no, line)
-                count += 1
-                keys = set(row) if keys is None else keys
-                if set(row) != keys:
-                    odd_count += 1
-                    odd_line = odd_line or line_no
-                if len(rows) < n_rows:
-                    rows.append(row)
-        notes = [f"{odd_count} rows have other fields than the first row (first at line {odd_line})."
-                 ] if odd_count else []
-        return count, rows, notes
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ToolError(f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}. "
-                        "Fix the file and inspect it again.") from err
-    if isinstance(data, dict):
-        lists = [v for v in data.values() if isinstance(v, list)]
-        data = lists[0] if len(lists) == 1 else data
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise ToolError(f"{path} must hold a JSON list of objects (one per example), or an object "
-                        "with one such list; convert it to .jsonl with one object per line.")
-    return len(data), data[:n_rows], []
-
-
-def _parse_line(path: Path, line_no: int, line: str) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ToolError(f"{path} line {line_no} is not valid JSON ({err.msg}, column {err.colno}). "
-                        "Fix or remove that line and inspect again.") from err
-    if not isinstance(row, dict):
-        raise ToolError(f"{path} line {line_no} is a JSON {type(row).__name__}, not an object: each "
-                        "line must be one example like {\"prompt\": ..., \"completion\": ...}.")
-    return row
-
-
 class SearchDatasetsTool(Tool):
     name = "search_datasets"
     description = """Search datasets on the Hugging Face Hub by name/keywords and tags.
 
-Inputs: query (words in the dataset id, e.g. "gsm8k" or "sentiment"; "" to list by filter only),
-limit (default 10), sort ("downloads" default, "likes", "trending_score", "last_modified",
-"created_at"; always descending), filter (tags, comma-separated, e.g. "task_categories:text-generation,language:en").
+Inputs: query (words in the dataset id, e.g. "gsm8k" or "sentiment"; "" to list by filters only),
+limit (default 10), sort ("downloads" default, "likes", "trending", "last_modified", "created_at";
+always descending), and optional filters: task (e.g. "text-generation", "question-answering"),
+language ("en"), size (one of "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "n>1T"
+and the other Hub size categories), license ("mit", "apache-2.0", "cc-by-4.0"), filter (any other
+Hub tags, comma-separated, e.g. "task_ids:sentiment-classification,format:json").
 Returns a list of dicts: {"id": "openai/gsm8k", "downloads": int, "likes": int, "gated": bool|str,
 "tags": [a few tags], "last_modified": "2024-01-04"}.
 Next step: inspect_dataset(id) to see its splits, columns, sample rows and TRL format.
-Example: hits = search_datasets(query="math word problems", limit=5)"""
+Example: hits = search_datasets(query="math", task="text-generation", language="en", size="1K<n<10K", limit=5)"""
     inputs = {
-        "query": {"type": "string", "description": "Words to find in dataset ids; may be empty if filter is set."},
+        "query": {"type": "string", "description": "Words to find in dataset ids; may be empty if a filter is set."},
         "limit": {"type": "integer", "description": "Maximum results (1-100, default 10).", "nullable": True},
-        "sort": {"type": "string", "description": "downloads (default), likes, trending_score, "
+        "sort": {"type": "string", "description": "downloads (default), likes, trending, "
                  "last_modified or created_at.", "nullable": True},
-        "filter": {"type": "string", "description": "Comma-separated Hub tags to require, e.g. "
-                   "\"task_categories:question-answering,language:en\".", "nullable": True},
+        "filter": {"type": "string", "description": "Other comma-separated Hub tags to require, e.g. "
+                   "\"task_ids:sentiment-classification,format:json\".", "nullable": True},
+        "task": {"type": "string", "description": "Task category, e.g. text-generation.", "nullable": True},
+        "language": {"type": "string", "description": "Language code, e.g. en.", "nullable": True},
+        "size": {"type": "string", "description": "Size category, e.g. 10K<n<100K.", "nullable": True},
+        "license": {"type": "string", "description": "License id, e.g. mit or apache-2.0.", "nullable": True},
     }
     output_type = "object"
 
@@ -215,18 +92,19 @@ Example: hits = search_datasets(query="math word problems", limit=5)"""
         self.ctx = ctx
 
     def forward(self, query: str, limit: int | None = 10, sort: str | None = "downloads",
-                filter: str | None = None) -> list[dict]:
-        sort = sort or "downloads"
+                filter: str | None = None, task: str | None = None, language: str | None = None,
+                size: str | None = None, license: str | None = None) -> list[dict]:
+        sort = SORT_ALIASES.get(sort or "downloads", sort)
         if sort not in SORTS:
-            raise ToolError(f"sort must be one of {', '.join(SORTS)}; got {sort!r}.")
-        tags = [t.strip() for t in (filter or "").split(",") if t.strip()] or None
+            raise ToolError(f"sort must be one of downloads, likes, trending, last_modified, created_at; got {sort!r}.")
+        tags = search_tags(filter, task_categories=task, language=language, size_categories=size, license=license)
         query = (query or "").strip() or None
         if not query and not tags:
             raise ToolError("search_datasets needs a query or a filter, e.g. search_datasets(query=\"gsm8k\").")
         limit = max(1, min(int(limit or 10), 100))
         settings = self.ctx.settings
         with hub_errors("search_datasets", settings.hf_endpoint):
-            found = list(hf_api(settings).list_datasets(search=query, filter=tags, sort=sort, limit=limit))
+            found = list(hf_api(settings).list_datasets(search=query, filter=tags or None, sort=sort, limit=limit))
         return [{
             "id": info.id,
             "downloads": info.downloads or 0,
@@ -235,6 +113,19 @@ Example: hits = search_datasets(query="math word problems", limit=5)"""
             "tags": [cap_text(t, 80) for t in (info.tags or []) if not t.startswith("region:")][:MAX_TAGS],
             "last_modified": info.last_modified.date().isoformat() if info.last_modified else None,
         } for info in found]
+
+
+def search_tags(filter: str | None, **by_key: str | None) -> list[str]:
+    """Hub filter tags: the comma-separated `filter` plus "key:value" for each named filter given."""
+    tags = [t.strip() for t in (filter or "").split(",") if t.strip()]
+    for key, value in by_key.items():
+        value = (value or "").strip().removeprefix(f"{key}:")
+        if not value:
+            continue
+        if key == "size_categories" and value not in SIZE_CATEGORIES:
+            raise ToolError(f"size must be one of {', '.join(SIZE_CATEGORIES)}; got {value!r}.")
+        tags.append(f"{key}:{value}")
+    return tags
 
 
 class InspectDatasetTool(Tool):

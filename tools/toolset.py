@@ -7,6 +7,7 @@ from smolagents import Tool
 from tools.citations import CitationGraphTool
 from tools.code_search import SearchCodeExamplesTool
 from tools.context import ToolContext
+from tools.dataset_quality import CheckDatasetQualityTool
 from tools.datasets import InspectDatasetTool, SearchDatasetsTool
 from tools.evaluation import RunEvaluationTool
 from tools.jobs import CancelJobTool, JobLogsTool, JobStatusTool, SubmitJobTool, WaitForJobTool
@@ -14,6 +15,7 @@ from tools.library_docs import LookupApiTool, SearchDocsTool
 from tools.paper_reader import ReadPaperTool
 from tools.papers import SearchPapersTool
 from tools.recipe import ExtractRecipeTool
+from tools.reformat import ReformatDatasetTool
 from tools.scripts import WriteTrainingScriptTool
 
 TOOL_CLASSES = (
@@ -21,7 +23,7 @@ TOOL_CLASSES = (
     SearchPapersTool, ReadPaperTool, ExtractRecipeTool, CitationGraphTool,
     SearchCodeExamplesTool, LookupApiTool, SearchDocsTool,
     # data
-    SearchDatasetsTool, InspectDatasetTool,
+    SearchDatasetsTool, InspectDatasetTool, CheckDatasetQualityTool, ReformatDatasetTool,
     # training and jobs
     WriteTrainingScriptTool, SubmitJobTool, JobStatusTool, JobLogsTool, CancelJobTool, WaitForJobTool,
     # evaluation

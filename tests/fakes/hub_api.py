@@ -3,7 +3,9 @@
 Replies come from recorded real-shaped JSON in tests/fixtures/hub/:
 - `datasets.json`: items as `GET /api/datasets` returns them (also served by `/api/datasets/{id}`);
 - `papers_search.json`: items as `GET /api/papers/search` returns them;
-- `viewer_<name>.json`: `/splits`, `/first-rows` (keyed "config/split") and `/size` replies.
+- `viewer_<name>.json`: `/splits`, `/first-rows` (keyed "config/split") and `/size` replies, and
+  optionally the full rows of a split (`rows`, paged by `/rows`; else `/rows` pages the first rows)
+  and `/statistics` replies (`statistics`, keyed "config/split"; else 404 ResponseNotFound).
 
 Behaviour copied from the real services: `/api/datasets` filters by `search` and `filter`, sorts
 descending by `sort`, pages by `limit` with a `Link: <...>; rel="next"` header (page size capped by
@@ -11,7 +13,14 @@ state["page_size"]); unknown repos answer 401 (no token) or 404 with X-Error-Cod
 The viewer answers 401 ExternalUnauthenticatedError without a token and 404
 ExternalAuthenticatedError with one, for unknown datasets and for gated ones the token was not
 granted (state["granted_tokens"]); a dataset listed on the Hub with no viewer file answers 500
-ResponseNotReady. state["rate_limit"] = n makes the next n `/api/` requests answer 429.
+ResponseNotReady. `/rows` refuses `length` over 100 with 422 InvalidParameter.
+state["rate_limit"] = n makes the next n `/api/` requests answer 429.
+
+Uploads, as huggingface_hub's create_repo/create_commit speak them: `whoami-v2`, `repos/create`
+(409 when the repo exists), `validate-yaml` (400 on a README whose YAML front matter does not
+parse), `preupload` (every file "regular") and `commit` (ndjson). All need a bearer token (401
+without); the created repos and their files land in state["repos"][repo_id] = {"type", "private",
+"files": {path: bytes}, "commits": [summary]}.
 
     server = serve_hub()
     settings = hub_settings(server, Settings(data_dir=tmp), token=GRANTED_TOKEN)
@@ -21,9 +30,13 @@ ResponseNotReady. state["rate_limit"] = n makes the next n `/api/` requests answ
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from pathlib import Path
 from urllib.parse import urlencode
+
+import yaml
 
 from tests.fakes.server import FakeHandler, FakeServer, route, serve
 from tools.settings import Settings
@@ -35,6 +48,8 @@ SHAREGPT = "ml-intern-fixtures/sharegpt-chat"
 PREFERENCE = "ml-intern-fixtures/preference-pairs"
 GATED = "ml-intern-fixtures/gated-medqa"
 NOT_READY = "ml-intern-fixtures/still-processing"
+NOISY = "ml-intern-fixtures/noisy-reviews"
+FIXTURE_USER = "fixture-user"
 
 SORT_KEYS = {"downloads": "downloads", "likes": "likes", "trendingScore": "trendingScore",
              "lastModified": "lastModified", "createdAt": "createdAt"}
@@ -103,6 +118,77 @@ class FakeHubHandler(FakeHandler):
         self.send_json({**found[0], "cardData": {"license": "apache-2.0"}, "siblings": [
             {"rfilename": ".gitattributes"}, {"rfilename": "README.md"}]})
 
+    # uploads
+    def _authorised(self) -> bool:
+        if not self.token:
+            self.send_json({"error": "Invalid credentials in Authorization header"}, status=401)
+            return False
+        return True
+
+    @route("GET", r"/api/whoami-v2")
+    def whoami(self):
+        if self._authorised():
+            self.send_json({"type": "user", "name": FIXTURE_USER, "fullname": "Fixture User", "orgs": [],
+                            "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+
+    @route("POST", r"/api/repos/create")
+    def create_repo(self):
+        if not self._authorised():
+            return
+        body = self.request_record.json()
+        repo_id = f"{body.get('organization') or FIXTURE_USER}/{body['name']}"
+        repos = self.state.setdefault("repos", {})
+        url = f"{self.server_url}/{'datasets/' if body.get('type') == 'dataset' else ''}{repo_id}"
+        if repo_id in repos:
+            self.send_json({"error": "You already created this dataset repo", "url": url}, status=409)
+            return
+        repos[repo_id] = {"type": body.get("type", "model"), "files": {}, "commits": [],
+                          "private": body.get("private", body.get("visibility") == "private")}
+        self.send_json({"url": url, "name": repo_id, "id": hashlib.sha1(repo_id.encode()).hexdigest()[:24]})
+
+    @route("POST", r"/api/validate-yaml")
+    def validate_yaml(self):
+        content = self.request_record.json()["content"]
+        front = content.split("---")[1] if content.startswith("---") else ""
+        try:
+            yaml.safe_load(front)
+        except yaml.YAMLError as err:
+            self.send_json({"errors": [{"message": f"Invalid YAML: {err}"}], "warnings": []}, status=400)
+            return
+        self.send_json({"errors": [], "warnings": []})
+
+    def _repo(self, kind: str, owner: str, name: str) -> dict | None:
+        repo = self.state.get("repos", {}).get(f"{owner}/{name}")
+        if repo is None or repo["type"] != kind.rstrip("s"):
+            self.send_json({"error": "Repository not found"}, status=404,
+                           headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
+            return None
+        return repo
+
+    @route("POST", r"/api/(?P<kind>models|datasets|spaces)/(?P<owner>[^/]+)/(?P<name>[^/]+)/preupload/(?P<rev>[^/]+)")
+    def preupload(self, kind: str, owner: str, name: str, rev: str):
+        if self._authorised() and self._repo(kind, owner, name) is not None:
+            files = self.request_record.json()["files"]
+            self.send_json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
+                                       "oid": None} for f in files], "commitOid": "0" * 40})
+
+    @route("POST", r"/api/(?P<kind>models|datasets|spaces)/(?P<owner>[^/]+)/(?P<name>[^/]+)/commit/(?P<rev>[^/]+)")
+    def commit(self, kind: str, owner: str, name: str, rev: str):
+        if not self._authorised():
+            return
+        repo = self._repo(kind, owner, name)
+        if repo is None:
+            return
+        lines = [json.loads(line) for line in self.request_record.body.decode().splitlines() if line.strip()]
+        for item in lines:
+            if item["key"] == "file":
+                repo["files"][item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+        summary = next(item["value"]["summary"] for item in lines if item["key"] == "header")
+        repo["commits"].append(summary)
+        oid = hashlib.sha1(f"{owner}/{name}:{len(repo['commits'])}".encode()).hexdigest()
+        self.send_json({"commitUrl": f"{self.server_url}/{kind}/{owner}/{name}/commit/{oid}",
+                        "commitOid": oid, "pullRequestUrl": None, "success": True})
+
     @route("GET", r"/api/papers/search")
     def search_papers(self):
         if self._rate_limited():
@@ -167,6 +253,39 @@ class FakeHubHandler(FakeHandler):
             self._viewer_error(404, "ResponseNotFound", "Not found.")
             return
         self.send_json(fixture["first-rows"][key])
+
+    @route("GET", r"/rows")
+    def rows(self):
+        fixture = self._viewer_dataset()
+        if not fixture:
+            return
+        key = f"{self.query.get('config')}/{self.query.get('split')}"
+        if key not in fixture["first-rows"]:
+            self._viewer_error(404, "ResponseNotFound", "Not found.")
+            return
+        offset, length = int(self.query.get("offset", 0)), int(self.query.get("length", 100))
+        if length > 100 or length < 0 or offset < 0:
+            self._viewer_error(422, "InvalidParameter", "Parameter 'length' must be between 0 and 100 "
+                               "and 'offset' must be positive")
+            return
+        first = fixture["first-rows"][key]
+        rows = fixture.get("rows", {}).get(key) or [item["row"] for item in first["rows"]]
+        page = rows[offset:offset + length]
+        self.send_json({"features": first["features"],
+                        "rows": [{"row_idx": offset + i, "row": row, "truncated_cells": []}
+                                 for i, row in enumerate(page)],
+                        "num_rows_total": len(rows), "num_rows_per_page": 100, "partial": False})
+
+    @route("GET", r"/statistics")
+    def statistics(self):
+        fixture = self._viewer_dataset()
+        if not fixture:
+            return
+        key = f"{self.query.get('config')}/{self.query.get('split')}"
+        if key not in fixture.get("statistics", {}):
+            self._viewer_error(404, "ResponseNotFound", "Not found.")
+            return
+        self.send_json(fixture["statistics"][key])
 
     @route("GET", r"/size")
     def size(self):
