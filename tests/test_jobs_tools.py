@@ -94,7 +94,7 @@ def test_a_failing_script_reports_error_with_its_traceback(tools, tiny_model_dir
     result = tools.wait(job_id=job["job_id"], max_minutes=1)
     assert result["stage"] == "error"
     assert "Traceback" in result["log_tail"] and "KeyError: 'prompt'" in result["log_tail"]
-    assert "KeyError: 'prompt'" in result["message"] and "dataset does not have a format" in result["message"]
+    assert "KeyError: 'prompt'" in result["message"] and "Likely cause: dataset_format" in result["message"]
     assert f"parent_run_id={run['run_id']}" in result["message"]
     saved = tools.ctx.ledger.get_run(run["run_id"])
     assert saved["status"] == "failed" and saved["error"] == "KeyError: 'prompt'"
@@ -179,7 +179,7 @@ def test_hf_jobs_run_through_the_tools(hf_tools, events):
 def test_hf_jobs_failure_explains_itself(hf_tools):
     tools, server = hf_tools
     server.state["plan"] = ERROR_PLAN
-    run = tools.write(model="Qwen/Qwen3-0.6B", dataset="trl-lib/Capybara")
+    run = tools.write(model="Qwen/Qwen3-0.6B", dataset="trl-lib/Capybara", hub_model_id="me/qwen-capybara")
     job = tools.submit(run_id=run["run_id"], flavor="t4-small")
     result = tools.wait(job_id=job["job_id"], max_minutes=1)
     assert result["stage"] == "error"

@@ -17,7 +17,9 @@ from pathlib import Path
 from smolagents import Tool
 
 from tools.context import ToolContext
+from tools.diagnosis import diagnose
 from tools.errors import ToolError
+from tools.preflight import preflight
 from tools.scripts import sha256_text
 
 DEFAULT_TIMEOUT_MINUTES = 120
@@ -29,16 +31,6 @@ RUN_STATUS = {"queued": "running", "running": "running", "completed": "completed
 FINISHED_RUN_STATUSES = {"completed", "failed", "canceled", "timeout"}
 METRIC_LINE = re.compile(r"^METRIC (\{.*\})\s*$", re.M)
 DONE_LINE = re.compile(r"^TRAINING_DONE (\{.*\})\s*$", re.M)
-# What a failure's log usually means, and what to do about it.
-DIAGNOSES = (
-    (r"out of memory|OutOfMemoryError", "out of memory: lower per_device_train_batch_size or max_length, use "
-                                        "lora=True, or pick a flavor with more GPU memory."),
-    (r"RepositoryNotFound|GatedRepo|401 Client Error|403 Client Error|is not a valid model identifier",
-     "the model or dataset id is wrong or gated: check the id and that the HF token has access."),
-    (r"KeyError: '(prompt|completion|messages|text)'|column|Unable to find|DatasetGenerationError",
-     "the dataset does not have a format SFT reads: rows need prompt+completion, messages, or text."),
-    (r"ModuleNotFoundError|ImportError", "a package is missing in the job environment."),
-)
 
 
 def parse_training_log(text: str) -> tuple[list[dict], dict | None]:
@@ -71,13 +63,6 @@ def _round(value):
 def _is_metric_echo(line: str) -> bool:
     """METRIC lines and the Trainer's own dict echo of them: reported as latest_metrics instead."""
     return line.startswith("METRIC ") or (line.startswith("{'") and "'epoch'" in line)
-
-
-def _diagnose(log: str) -> str | None:
-    for pattern, advice in DIAGNOSES:
-        if re.search(pattern, log):
-            return advice
-    return None
 
 
 def _last_error_line(log: str) -> str | None:
@@ -161,8 +146,11 @@ class _JobTool(Tool):
         parts = [f"The job failed ({status.message})."]
         if error := _last_error_line(log):
             parts.append(f"Last error: {error}.")
-        if advice := _diagnose(log):
-            parts.append(f"Likely cause: {advice}")
+        run = self.ctx.ledger.get_run(int(run_id)) if run_id else None
+        series = self.ctx.ledger.metric_series(int(run_id)) if run_id else {}
+        diagnosis = diagnose(log, series, run)
+        if diagnosis.failure not in ("unknown", "healthy"):
+            parts.append(f"Likely cause: {diagnosis.failure}. Next step: {diagnosis.next_step}")
         parts.append("Read log_tail, fix the cause, then write a new run with write_training_script"
                      + (f"(parent_run_id={run_id}, change=...)." if run_id else "."))
         return " ".join(parts)
@@ -229,6 +217,7 @@ Example:
         if minutes <= 0:
             raise ToolError(f"timeout_minutes must be positive, got {timeout_minutes}.")
         flavor = self._check_flavor(flavor)
+        checked = self._preflight(run, flavor, minutes, script)
         secrets = {"HF_TOKEN": ctx.settings.hf_token} if ctx.settings.hf_token else None
         job_id = ctx.jobs.submit(script, run_id=int(run_id), secrets=secrets, flavor=flavor,
                                  timeout_s=minutes * 60, labels={"ml-intern-run": str(run_id)})
@@ -239,10 +228,30 @@ Example:
         stage = ctx.jobs.status(job_id).stage
         result = {"job_id": job_id, "run_id": int(run_id), "backend": ctx.jobs.name, "stage": stage,
                   "flavor": hardware, "timeout_minutes": minutes}
+        result["preflight"] = checked
         if flavor and ctx.jobs.name == "local":
             result["note"] = f"flavor {flavor!r} is ignored: the local backend uses this machine's hardware."
         ctx.emit("job_update", {k: result[k] for k in ("job_id", "run_id", "backend", "stage")})
         return result
+
+    def _preflight(self, run: dict, flavor: str | None, minutes: float, script: Path) -> dict:
+        """Refuse a run that cannot work; on paid hardware, ask for approval showing the cost."""
+        ctx = self.ctx
+        config = json.loads(run["config_json"]) if run.get("config_json") else {
+            "method": run["method"], "model": run["model"], "dataset": run["dataset"]}
+        report = preflight(config, backend=ctx.jobs.name, flavor=flavor, timeout_minutes=minutes,
+                           settings=ctx.settings, script_path=script)
+        if not report.ok:
+            problems = " ".join(f"({i}) {p}" for i, p in enumerate(report.problems, 1))
+            raise ToolError(f"preflight refused run {run['id']}, nothing was submitted: {problems}")
+        checked = {"warnings": report.warnings, "estimate": report.estimate}
+        if ctx.jobs.name != "local":
+            details = {"run_id": run["id"], "flavor": flavor or "cpu-basic", "timeout_minutes": minutes,
+                       "max_cost_usd": report.estimate.get("cost_usd")}
+            if not ctx.ask_approval("submit_job", details):
+                raise ToolError(f"the user did not approve submitting run {run['id']} ({details}); nothing was "
+                                "submitted. Ask the user, or propose a cheaper flavor or a shorter timeout.")
+        return checked
 
     def _check_flavor(self, flavor: str | None) -> str | None:
         flavor = (flavor or "").strip() or None

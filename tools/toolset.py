@@ -9,11 +9,13 @@ from tools.code_search import SearchCodeExamplesTool
 from tools.context import ToolContext
 from tools.dataset_quality import CheckDatasetQualityTool
 from tools.datasets import InspectDatasetTool, SearchDatasetsTool
+from tools.diagnosis import DiagnoseRunTool
 from tools.evaluation import RunEvaluationTool
 from tools.jobs import CancelJobTool, JobLogsTool, JobStatusTool, SubmitJobTool, WaitForJobTool
 from tools.library_docs import LookupApiTool, SearchDocsTool
 from tools.paper_reader import ReadPaperTool
 from tools.papers import SearchPapersTool
+from tools.preflight import PreflightTool
 from tools.recipe import ExtractRecipeTool
 from tools.reformat import ReformatDatasetTool
 from tools.scripts import WriteTrainingScriptTool
@@ -25,7 +27,8 @@ TOOL_CLASSES = (
     # data
     SearchDatasetsTool, InspectDatasetTool, CheckDatasetQualityTool, ReformatDatasetTool,
     # training and jobs
-    WriteTrainingScriptTool, SubmitJobTool, JobStatusTool, JobLogsTool, CancelJobTool, WaitForJobTool,
+    WriteTrainingScriptTool, PreflightTool, SubmitJobTool, JobStatusTool, JobLogsTool, CancelJobTool,
+    WaitForJobTool, DiagnoseRunTool,
     # evaluation
     RunEvaluationTool,
 )

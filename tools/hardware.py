@@ -1,0 +1,239 @@
+"""Hardware flavors, training memory and time estimates, and the smallest flavor that fits.
+
+`list_hardware(settings)` asks the Hub (`GET /api/jobs/hardware` through `HfApi.list_jobs_hardware`)
+and falls back to `BUILTIN_FLAVORS`, whose prices are approximate. `estimate_memory_gb` follows
+the usual rule of thumb (see DOMAIN.md, Compute): full fine-tuning with AdamW in bf16 needs
+~18 bytes per parameter (bf16 weights and grads, fp32 master weights and two Adam moments) plus
+activations; LoRA keeps the frozen weights in bf16 (2 bytes/param) and trains ~1% extra
+parameters at r=16; QLoRA keeps them in 4 bit (~0.55 bytes/param with quantization constants).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tools.settings import Settings
+
+BYTES_PER_PARAM = {"full": 18.0, "lora": 2.0, "qlora": 0.55}
+ADAPTER_FRACTION_AT_R16 = 0.01  # LoRA r=16 on all linear layers adds ~1% trainable parameters
+ADAPTER_BYTES = 16.0  # adapters train like full weights: weights, grads, fp32 master, Adam moments
+OVERHEAD_GB = 1.5  # CUDA context, allocator fragmentation, kernels
+DEFAULT_VOCAB = 128_000  # current model families use 128k-152k token vocabularies
+GPU_HEADROOM = 0.9  # plan to use at most 90% of a GPU's memory
+RAM_HEADROOM = 0.8
+# Training FLOPs per token ≈ k × parameters: 6 for full (forward 2, backward 4); LoRA skips weight
+# gradients (~4); QLoRA also dequantizes (~5). Methods multiply it: DPO runs chosen + rejected and a
+# reference model, GRPO spends most of its time generating.
+FLOPS_PER_PARAM_TOKEN = {"full": 6.0, "lora": 4.0, "qlora": 5.0}
+METHOD_COST = {"sft": 1.0, "dpo": 2.7, "grpo": 4.0}
+APPROXIMATE = "built-in table (approximate prices; the Hub's hardware list was unreachable)"
+
+
+@dataclass
+class Flavor:
+    name: str
+    pretty_name: str
+    gpus: int  # 0 for CPU flavors
+    gpu_memory_gb: float  # per GPU; 0 for CPU flavors
+    ram_gb: float
+    price_per_hour: float | None  # USD
+    effective_tflops: float  # sustained bf16 training throughput of the whole flavor (peak × ~35%)
+    source: str = "hub"
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.gpus > 0
+
+    @property
+    def usable_memory_gb(self) -> float:
+        """What one training process can use: one GPU's memory, or the RAM on a CPU flavor."""
+        return self.gpu_memory_gb * GPU_HEADROOM if self.is_gpu else self.ram_gb * RAM_HEADROOM
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# name: (pretty name, gpus, GB per GPU, RAM GB, approx. USD/hour, effective TFLOPs for the flavor)
+BUILTIN_FLAVORS = {
+    "cpu-basic": ("CPU Basic", 0, 0, 16, 0.01, 0.05),
+    "cpu-upgrade": ("CPU Upgrade", 0, 0, 32, 0.03, 0.2),
+    "t4-small": ("Nvidia T4 - small", 1, 16, 15, 0.40, 15),
+    "t4-medium": ("Nvidia T4 - medium", 1, 16, 30, 0.60, 15),
+    "l4x1": ("1x Nvidia L4", 1, 24, 30, 0.80, 40),
+    "l4x4": ("4x Nvidia L4", 4, 24, 186, 3.80, 160),
+    "a10g-small": ("Nvidia A10G - small", 1, 24, 15, 1.00, 25),
+    "a10g-large": ("Nvidia A10G - large", 1, 24, 46, 1.50, 25),
+    "a10g-largex2": ("2x Nvidia A10G - large", 2, 24, 92, 3.00, 50),
+    "a10g-largex4": ("4x Nvidia A10G - large", 4, 24, 184, 5.00, 100),
+    "a100-large": ("Nvidia A100 - large", 1, 80, 142, 2.50, 110),
+    "h100": ("Nvidia H100", 1, 80, 240, 4.50, 330),
+    "h100x8": ("8x Nvidia H100", 8, 80, 1920, 36.00, 2640),
+}
+# GPU model: (GB per GPU, effective TFLOPs = peak dense bf16 (fp16 on T4) × ~0.35), for Hub flavors.
+GPU_SPECS = {"T4": (16, 15), "L4": (24, 40), "A10G": (24, 25), "L40S": (48, 120), "A100": (80, 110),
+             "H100": (80, 330), "H200": (141, 330), "RTX PRO 6000": (96, 150)}
+CPU_TFLOPS_PER_VCPU = 0.025
+
+
+def builtin_flavors() -> list[Flavor]:
+    return [Flavor(name, pretty, gpus, mem, ram, price, tflops, APPROXIMATE)
+            for name, (pretty, gpus, mem, ram, price, tflops) in BUILTIN_FLAVORS.items()]
+
+
+def _gb(text) -> float:
+    match = re.search(r"([\d.]+)\s*([GMT]i?B)?", str(text or ""))
+    if not match:
+        return 0.0
+    value = float(match.group(1))
+    unit = (match.group(2) or "GB")[0]
+    return value * {"G": 1, "M": 1 / 1024, "T": 1024}[unit]
+
+
+def flavor_from_hub(info) -> Flavor:
+    """A Flavor from huggingface_hub's JobHardwareInfo (prices per `unit_label`, VRAM as text)."""
+    per_hour = {"second": 3600, "minute": 60, "hour": 1}.get(str(info.unit_label).lower())
+    price = info.unit_cost_usd * per_hour if per_hour and info.unit_cost_usd is not None else None
+    acc = info.accelerator
+    if acc is None:
+        vcpus = _gb(info.cpu)  # "8 vCPU" -> 8
+        return Flavor(info.name, info.pretty_name, 0, 0.0, _gb(info.ram), price, vcpus * CPU_TFLOPS_PER_VCPU)
+    gpus = int(_gb(acc.quantity) or 1)
+    model = next((m for m in sorted(GPU_SPECS, key=len, reverse=True) if m.lower() in str(acc.model).lower()), None)
+    # Memory per GPU from the model when known: the Hub's `vram` text is documented as the total.
+    per_gpu, tflops = GPU_SPECS.get(model or "", (_gb(acc.vram) / gpus, 25))
+    return Flavor(info.name, info.pretty_name, gpus, per_gpu, _gb(info.ram), price, gpus * tflops)
+
+
+def _call_with_timeout(fn, timeout_s: float):
+    """fn() in a daemon thread, waited on for at most timeout_s: huggingface_hub's session has no timeout."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except Exception as exc:  # handed back to the caller below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {timeout_s:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def list_hardware(settings: Settings) -> list[Flavor]:
+    """The Hub's Jobs hardware with hourly prices; the built-in table when the Hub cannot answer."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token or False, library_name="ml-intern")
+    try:
+        listing = _call_with_timeout(api.list_jobs_hardware, settings.http_timeout_s)
+        flavors = [flavor_from_hub(info) for info in listing]
+    except Exception:  # any failure (offline, 401, 5xx, odd payload) falls back to the built-in table
+        return builtin_flavors()
+    return flavors or builtin_flavors()
+
+
+def estimate_memory_gb(n_params: float, method: str = "full", seq_len: int = 1024, batch_size: int = 1, *,
+                       hidden_size: int | None = None, num_layers: int | None = None,
+                       vocab_size: int | None = None, lora_r: int = 16,
+                       gradient_checkpointing: bool = True) -> float:
+    """Peak training memory in GB of one process for `method` "full", "lora" or "qlora".
+
+    weights/optimizer: full 18 B/param; LoRA 2 B/param + adapters (1% of params at r=16, 16 B each);
+    QLoRA 0.55 B/param + the same adapters. Activations per token: with gradient checkpointing 4·h·L
+    bytes (one bf16 layer input kept per layer) plus one layer recomputed (34·h), without it 34·h·L;
+    logits: 6·vocab bytes per token (bf16 logits plus the fp32 copy the loss makes). Unknown shapes
+    are guessed from n_params (L ≈ h/128, n_params ≈ 12·L·h²). Plus 1.5 GB of CUDA overhead.
+    """
+    if method not in BYTES_PER_PARAM:
+        raise ValueError(f"unknown method {method!r}: use full, lora or qlora")
+    n_params = float(n_params)
+    weights = n_params * BYTES_PER_PARAM[method]
+    if method != "full":
+        weights += n_params * ADAPTER_FRACTION_AT_R16 * (lora_r / 16) * ADAPTER_BYTES
+    h = hidden_size or max(64, round((128 * n_params / 12) ** (1 / 3)))
+    layers = num_layers or max(2, round(h / 128))
+    per_token = (4 * h * layers + 34 * h) if gradient_checkpointing else 34 * h * layers
+    per_token += 6 * (vocab_size or DEFAULT_VOCAB)
+    activations = per_token * seq_len * batch_size
+    return round((weights + activations) / 1e9 + OVERHEAD_GB, 2)
+
+
+def estimate_minutes(n_params: float, tokens: float, flavor: Flavor, method: str = "full",
+                     trainer: str = "sft") -> float:
+    """Rough training time in minutes: tokens × FLOPs/token ÷ the flavor's effective throughput."""
+    flops = tokens * FLOPS_PER_PARAM_TOKEN.get(method, 6.0) * float(n_params) * METHOD_COST.get(trainer, 1.0)
+    return flops / (max(flavor.effective_tflops, 1e-3) * 1e12) / 60
+
+
+def suggest(n_params: float, method: str = "full", seq_len: int = 1024, batch_size: int = 1,
+            flavors: list[Flavor] | None = None, **shape) -> dict:
+    """The cheapest flavor whose per-GPU memory holds the run; with the LoRA/QLoRA options when full does not fit.
+
+    Returns {"method", "memory_gb", "flavor" (name or None), "price_per_hour", "fits" (bool),
+    "alternatives": [{"method", "memory_gb", "flavor", "price_per_hour"}]}. Multi-GPU flavors only count
+    one GPU's memory: the training scripts run one process (no FSDP/DeepSpeed sharding).
+    """
+    flavors = flavors if flavors is not None else builtin_flavors()
+
+    def best(m: str) -> dict:
+        need = estimate_memory_gb(n_params, m, seq_len, batch_size, **shape)
+        fitting = [f for f in flavors if f.is_gpu and f.usable_memory_gb >= need]
+        pick = min(fitting, key=lambda f: (f.price_per_hour is None, f.price_per_hour or 0, f.gpus), default=None)
+        return {"method": m, "memory_gb": need, "flavor": pick.name if pick else None,
+                "price_per_hour": pick.price_per_hour if pick else None}
+
+    main = best(method)
+    result = {**main, "fits": main["flavor"] is not None, "alternatives": []}
+    if method == "full" or main["flavor"] is None:
+        order = {"full": ("lora", "qlora"), "lora": ("qlora",), "qlora": ()}[method]
+        result["alternatives"] = [best(m) for m in order]
+    return result
+
+
+def _safetensors_params(folder: Path) -> int | None:
+    """Exact parameter count from the safetensors headers (8-byte length + JSON), without loading weights."""
+    total, files = 0, sorted(folder.glob("*.safetensors"))
+    for file in files:
+        with file.open("rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            if size > 100_000_000:
+                return None
+            header = json.loads(handle.read(size))
+        total += sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
+    return total or None
+
+
+def _params_from_config(cfg: dict) -> int | None:
+    """Parameters of a decoder-only transformer from config.json (attention with GQA, gated MLP, embeddings)."""
+    cfg = cfg.get("text_config", cfg)
+    h, layers, vocab = cfg.get("hidden_size"), cfg.get("num_hidden_layers"), cfg.get("vocab_size")
+    if not (h and layers and vocab):
+        return None
+    heads = cfg.get("num_attention_heads") or max(1, h // 64)
+    head_dim = cfg.get("head_dim") or h // heads
+    kv = cfg.get("num_key_value_heads") or heads
+    inter = cfg.get("intermediate_size") or 4 * h
+    attention = h * heads * head_dim * 2 + h * kv * head_dim * 2
+    embeddings = vocab * h * (1 if cfg.get("tie_word_embeddings", True) else 2)
+    return int(layers * (attention + 3 * h * inter) + embeddings)
+
+
+def count_parameters(folder: Path) -> tuple[int | None, dict]:
+    """(parameters, shape for estimate_memory_gb) of a saved model folder: exact from its safetensors
+    headers, else estimated from config.json."""
+    cfg = json.loads((folder / "config.json").read_text())
+    text = cfg.get("text_config", cfg)
+    shape = {k: text[c] for k, c in (("hidden_size", "hidden_size"), ("num_layers", "num_hidden_layers"),
+                                      ("vocab_size", "vocab_size")) if text.get(c)}
+    return _safetensors_params(folder) or _params_from_config(cfg), shape
