@@ -25,7 +25,12 @@ EXPERIMENT_COLUMNS = ["id", "goal", "base_model", "task", "baseline", "best", "r
 
 def render_event(event: Event, messages: list[gr.ChatMessage]) -> None:
     """Add or update the chat messages for one event (in place)."""
-    if event.kind in ("token_usage", "approval"):
+    if event.kind == "token_usage":
+        return
+    if event.kind == "approval":
+        details = ", ".join(f"{k}={v}" for k, v in event.data.items() if k != "action")
+        messages.append(gr.ChatMessage(role="assistant", content=f"{event.text} ({details}) — press **Approve** "
+                                       "or **Reject** below.", metadata={"title": "⏸ Approval needed"}))
         return
     if event.kind == "user":
         messages.append(gr.ChatMessage(role="user", content=event.text))
@@ -103,6 +108,13 @@ def chat(message: str, history: list, prefs: dict, session):
     yield messages, session, ""
 
 
+def answer_approval(session, approved: bool) -> str:
+    if session is None:
+        return "Nothing is waiting for approval."
+    session.answer_approval(approved)
+    return "Approved." if approved else "Rejected."
+
+
 def run_demo(history: list, prefs: dict):
     """The scripted offline demo, clearly labelled as such."""
     from agent.demo import DEMO_TASK, prepare_demo
@@ -146,6 +158,10 @@ def build_app() -> gr.Blocks:
             with gr.Row():
                 send = gr.Button("Send", variant="primary")
                 demo_button = gr.Button("Run offline demo (scripted)")
+            with gr.Row():
+                approve = gr.Button("Approve paid job", size="sm")
+                reject = gr.Button("Reject", size="sm")
+                approval_note = gr.Markdown()
         with gr.Tab("Experiments"):
             table = gr.Dataframe(headers=EXPERIMENT_COLUMNS, value=experiments_rows, interactive=False)
             gr.Button("Refresh").click(experiments_rows, outputs=table, api_name="experiments")
@@ -164,6 +180,8 @@ def build_app() -> gr.Blocks:
         chat_io = ([box, chatbot, prefs, session], [chatbot, session, box])
         send.click(chat, *chat_io, api_name="chat")
         box.submit(chat, *chat_io, api_name=False)
+        approve.click(lambda s: answer_approval(s, True), session, approval_note, api_name=False)
+        reject.click(lambda s: answer_approval(s, False), session, approval_note, api_name=False)
         demo_button.click(run_demo, [chatbot, prefs], chatbot, api_name="demo")
     return app
 

@@ -23,6 +23,7 @@ from tools.job_backends import make_job_backend
 from tools.ledger import Ledger
 
 _END = object()
+APPROVAL_TIMEOUT_S = 15 * 60
 
 
 def thought_of(model_output: str) -> str:
@@ -46,7 +47,10 @@ class Session:
         self._queue: queue.Queue = queue.Queue()
         self.ctx = ToolContext(settings=config.settings, ledger=self.ledger,
                                jobs=make_job_backend(config.settings), emit=self._emit_from_tool,
-                               auto_approve=config.auto_approve, approve=approve, session_id=self.id)
+                               auto_approve=config.auto_approve, approve=approve or self._ask_in_stream,
+                               session_id=self.id)
+        self._approval = threading.Event()
+        self._approved = False
         self.turns = 0
 
     @property
@@ -75,6 +79,19 @@ class Session:
         """Ask the agent to stop after the current step."""
         if self._agent is not None:
             self._agent.interrupt()
+
+    def answer_approval(self, approved: bool) -> None:
+        """The user's answer to the pending approval event (from the app's Approve/Reject buttons)."""
+        self._approved = approved
+        self._approval.set()
+
+    def _ask_in_stream(self, action: str, details: dict) -> bool:
+        """Emit an approval event and wait (bounded) for `answer_approval`; no answer means no."""
+        self._approval.clear()
+        self._approved = False
+        self._push(Event("approval", f"Approve {action}?", data={"action": action, **details}))
+        answered = self._approval.wait(APPROVAL_TIMEOUT_S)
+        return answered and self._approved
 
     def _run_turn(self, text: str, variables: dict | None) -> None:
         try:

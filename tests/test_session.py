@@ -74,3 +74,22 @@ def test_secrets_never_reach_events_or_ledger(tmp_path, settings, ledger):
 
 def test_thought_of_strips_the_code_block():
     assert thought_of("Thought: look first.\n<code>\nprint(1)\n</code>") == "look first."
+
+
+def test_paid_actions_wait_for_the_users_answer(tmp_path, settings, ledger):
+    import threading
+
+    config = scripted_config(tmp_path, settings, [{"code": "final_answer('x')"}]).with_(auto_approve=False)
+    session = Session(config, ledger=ledger)
+    for answer in (True, False):
+        result = {}
+        asker = threading.Thread(target=lambda: result.update(
+            ok=session.ctx.ask_approval("submit_job", {"flavor": "a10g-small", "max_cost_usd": 1.5})))
+        asker.start()
+        event = session._queue.get(timeout=10)
+        assert event.kind == "approval" and event.data == {"action": "submit_job", "flavor": "a10g-small",
+                                                           "max_cost_usd": 1.5}
+        assert asker.is_alive(), "the tool must wait for the answer"
+        session.answer_approval(answer)
+        asker.join(10)
+        assert result["ok"] is answer
