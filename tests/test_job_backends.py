@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from tests.fakes.jobs_api import ERROR_PLAN, RUNNING_PLAN, serve_jobs_api
+from tests.fakes.jobs_api import ERROR_PLAN, RUNNING_PLAN, TRAINING_LOG, serve_jobs_api
 from tools.errors import ToolError
 from tools.job_backends import HfJobsBackend, LocalJobBackend, make_job_backend
+from tools.job_logs import HfJobLogReader
 from tools.settings import Settings
 
 CANARY = "hf_canary_9f8e7d6c5b4a"
@@ -173,16 +174,81 @@ def test_hf_status_maps_stages(tmp_path, jobs_api, hf_backend):
     assert "OutOfMemoryError" in hf_backend.logs(failed_id)
 
 
-def test_hf_logs_tail_and_dropped_stream(tmp_path, jobs_api, hf_backend):
+def log_requests(jobs_api, job_id):
+    return [r for r in jobs_api.requests if r.path == f"/api/jobs/fake-user/{job_id}/logs"]
+
+
+def test_hf_logs_are_read_once_and_tailed_from_the_cache(tmp_path, jobs_api, hf_backend):
     job_id = hf_backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1)
     log = hf_backend.logs(job_id)
-    assert "Job started" not in log and log.splitlines()[-1].startswith("TRAINING_DONE")
-    assert hf_backend.logs(job_id, tail=2).splitlines()[0].startswith("METRIC")
-    assert jobs_api.requests[-1].query == {"tail": ["2"]}
+    assert log.splitlines() == TRAINING_LOG  # the platform's "===== Job started" banner is left out
+    assert hf_backend.logs(job_id, tail=2).splitlines() == TRAINING_LOG[-2:]
+    assert hf_backend.logs(job_id, tail=0) == ""
+    first, *later = log_requests(jobs_api, job_id)
+    assert first.query == {} and [r.query for r in later] == [{"tail": ["1000"]}] * 2  # a window, not it all
+    assert first.headers["authorization"] == f"Bearer {CANARY}"
+    cache = (hf_backend.settings.data_dir / "jobs" / job_id / "hf_log.jsonl").read_text()
+    assert [json.loads(line)[1] for line in cache.splitlines()] == TRAINING_LOG and CANARY not in cache
+
+
+def test_hf_logs_resume_after_a_dropped_stream_with_every_line_once(tmp_path, jobs_api, data_dir):
+    sleeps = []
+    backend = HfJobsBackend(Settings(data_dir=data_dir, hf_endpoint=jobs_api.url, hf_token=CANARY), sleep=sleeps.append)
+    job_id = backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1)
+    jobs_api.state["drop_logs"] = 1  # the first stream breaks off mid-event, the reconnect gets through
+    assert backend.logs(job_id).splitlines() == TRAINING_LOG
+    assert sleeps == [0.5] and len(log_requests(jobs_api, job_id)) == 2
+
+
+def test_hf_logs_give_up_after_bounded_retries_and_continue_later(tmp_path, jobs_api, data_dir):
+    sleeps = []
+    backend = HfJobsBackend(Settings(data_dir=data_dir, hf_endpoint=jobs_api.url, hf_token=CANARY), sleep=sleeps.append)
+    job_id = backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1)
     jobs_api.state["drop_logs"] = True
-    dropped = hf_backend.logs(job_id)
-    assert "Installed 61 packages" in dropped
-    assert "interrupted" in dropped.splitlines()[-1] and "TRAINING_DONE" not in dropped
+    *lines, note = backend.logs(job_id).splitlines()
+    assert lines == TRAINING_LOG[:2]  # the events before the drop; the half event after them is not a line
+    assert "interrupted 3 times (RemoteProtocolError)" in note and "2 lines read so far" in note
+    assert sleeps == [0.5, 1.5] and len(log_requests(jobs_api, job_id)) == 3
+    jobs_api.state["drop_logs"] = False
+    assert backend.logs(job_id).splitlines() == TRAINING_LOG
+
+
+def test_hf_logs_add_new_lines_only_and_replay_all_when_the_window_misses(tmp_path, jobs_api, hf_backend):
+    jobs_api.state["plan"] = RUNNING_PLAN
+    job_id = hf_backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1)
+    printed = jobs_api.state["jobs"][job_id]["logs"]
+    assert hf_backend.logs(job_id).splitlines() == RUNNING_PLAN["logs"]
+    printed += ["step 1", "step 1"]  # the same text at two times is two lines
+    assert hf_backend.logs(job_id).splitlines()[-3:] == [RUNNING_PLAN["logs"][-1], "step 1", "step 1"]
+    hf_backend.log_reader.window = 2
+    printed += [f"step {i}" for i in range(2, 6)]
+    assert hf_backend.logs(job_id).splitlines() == printed
+    assert [r.query for r in log_requests(jobs_api, job_id)[-2:]] == [{"tail": ["2"]}, {}]
+
+
+def test_hf_logs_survive_a_restart_and_stop_once_the_job_ended(tmp_path, jobs_api, hf_backend, data_dir):
+    job_id = hf_backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1)
+    hf_backend.logs(job_id)
+    restarted = HfJobsBackend(Settings(data_dir=data_dir, hf_endpoint=jobs_api.url, hf_token=CANARY))
+    restarted.log_reader.settle_s = 0
+    jobs_api.state["jobs"][job_id]["logs"].append("late line")
+    assert restarted.logs(job_id).splitlines() == [*TRAINING_LOG, "late line"]
+    assert [restarted.status(job_id).stage for _ in range(3)][-1] == "completed"
+    restarted.logs(job_id)  # the read after the end marks the log complete
+    asked = len(log_requests(jobs_api, job_id))
+    assert restarted.logs(job_id, tail=1) == "late line"
+    assert len(log_requests(jobs_api, job_id)) == asked
+    assert (data_dir / "jobs" / job_id / "hf_log.complete").exists()
+
+
+def test_hf_log_replays_count_repeated_events(data_dir):
+    reader = HfJobLogReader(None, data_dir / "jobs", lambda: "fake-user")
+    replays = [[("t1", "a"), ("t1", "a")], [("t1", "a"), ("t1", "a"), ("t2", "b")],
+               [("t1", "a"), ("t1", "a"), ("t2", "b"), ("t2", "b")]]
+    reader._events = lambda job_id, tail: iter(replays.pop(0))
+    assert [reader.read("j1")[0] for _ in range(3)] == [["a", "a"], ["a", "a", "b"], ["a", "a", "b", "b"]]
+    with pytest.raises(ToolError, match="unknown job id"):
+        reader.read("../../etc")
 
 
 def test_hf_cancel_unknown_job_and_bad_token(tmp_path, jobs_api, hf_backend, data_dir):

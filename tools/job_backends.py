@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -251,17 +252,24 @@ class HfJobsBackend(JobBackend):
     dependencies. `run_uv_job` would upload a local script to a Hub bucket first; passing it inline
     needs nothing but the Jobs API. Secrets (the HF token) go through `secrets=`, which the Hub
     stores encrypted, never through the command, the environment or the script.
+    Logs are read incrementally from the job's event stream and cached under
+    `<data_dir>/jobs/<job_id>/` (see tools/job_logs.py); `sleep` is the retry backoff's, for tests.
     """
 
     name = "hf-jobs"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, sleep: Callable[[float], None] = time.sleep):
         from huggingface_hub import HfApi
+
+        from tools.job_logs import HfJobLogReader
 
         self.settings = settings
         self.api = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token)
         self._namespace = settings.hf_namespace
         self._flavors: list[dict] | None = None
+        self.log_reader = HfJobLogReader(self.api, Path(settings.data_dir).resolve() / "jobs",
+                                         lambda: self.namespace, sleep=sleep,
+                                         connect_timeout_s=settings.http_timeout_s)
 
     @property
     def namespace(self) -> str:
@@ -320,23 +328,18 @@ class HfJobsBackend(JobBackend):
         if stage == "error" and message and re.search(r"time ?out|timed out", message, re.I):
             stage = "timeout"
         code = re.search(r"exit code:? *(-?\d+)", message or "")
+        if stage in TERMINAL_STAGES:
+            self.log_reader.job_ended(job_id)
         return JobStatus(job_id, stage, message or raw.lower(),
                          job.started_at.timestamp() if job.started_at else None,
                          job.finished_at.timestamp() if job.finished_at else None,
                          int(code.group(1)) if code else (0 if stage == "completed" else None))
 
     def logs(self, job_id, tail=None):
-        import httpx
-
-        lines: list[str] = []
-        stream = self.api.fetch_job_logs(job_id=job_id, namespace=self.namespace, follow=False, tail=tail)
-        try:
-            self._call(lambda: lines.extend(stream), "fetch the logs", job_id)
-        except httpx.HTTPError as exc:  # the stream dropped: keep what arrived
-            lines.append(f"[ml-intern] log stream interrupted ({type(exc).__name__}); showing what arrived")
+        lines, note = self._call(lambda: self.log_reader.read(job_id), "fetch the logs", job_id)
         if tail is not None:
             lines = lines[-int(tail):] if tail > 0 else []
-        return "\n".join(lines)
+        return "\n".join(lines + ([note] if note else []))
 
     def cancel(self, job_id):
         self._call(lambda: self.api.cancel_job(job_id=job_id, namespace=self.namespace), "cancel the job", job_id)

@@ -19,6 +19,7 @@ from tools.preflight import PreflightTool
 from tools.recipe import ExtractRecipeTool
 from tools.reformat import ReformatDatasetTool
 from tools.scripts import WriteTrainingScriptTool
+from tools.synthetic import GenerateSyntheticDataTool
 
 TOOL_CLASSES = (
     # research
@@ -26,6 +27,7 @@ TOOL_CLASSES = (
     SearchCodeExamplesTool, LookupApiTool, SearchDocsTool,
     # data
     SearchDatasetsTool, InspectDatasetTool, CheckDatasetQualityTool, ReformatDatasetTool,
+    GenerateSyntheticDataTool,
     # training and jobs
     WriteTrainingScriptTool, PreflightTool, SubmitJobTool, JobStatusTool, JobLogsTool, CancelJobTool,
     WaitForJobTool, DiagnoseRunTool,

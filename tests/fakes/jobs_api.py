@@ -2,8 +2,11 @@
 
 Routes: whoami-v2, list hardware (with prices), create a job, inspect it, stream its logs as
 server-sent events, cancel it. Every route checks the bearer token. Each created job follows a
-plan of stages, one step per inspect call (`COMPLETED_PLAN`, `ERROR_PLAN`, ...), and serves the log
-lines of its plan; `state["drop_logs"] = True` cuts the log stream off mid-way.
+plan of stages, one step per inspect call (`COMPLETED_PLAN`, `ERROR_PLAN`, ...), and serves its log
+lines (a copy of the plan's, in `state["jobs"][job_id]["logs"]`: append to it to make the job print
+more) as a replay from the first line, or the last `tail` ones, each event timestamped one second
+after the previous. `state["drop_logs"] = True` cuts every log stream off mid-way (half the events,
+then a part of the next one, then the connection closes); an integer n cuts off only the next n.
 
     server = serve_jobs_api(token="hf_canary_123")
     settings = Settings(hf_endpoint=server.url, hf_token="hf_canary_123", compute_backend="hf-jobs")
@@ -115,7 +118,7 @@ class JobsApiHandler(FakeHandler):
         job_id = uuid.uuid4().hex[:24]
         plan = self.state.get("plan", COMPLETED_PLAN)
         self.state["jobs"][job_id] = {"id": job_id, "spec": spec, "plan": plan, "cursor": 0,
-                                      "created": datetime.now(UTC)}
+                                      "created": datetime.now(UTC), "logs": list(plan["logs"])}
         self.send_json(self._info(self.state["jobs"][job_id]))
 
     @route("GET", r"/api/jobs/(?P<namespace>[^/]+)/(?P<job_id>[^/]+)")
@@ -130,13 +133,16 @@ class JobsApiHandler(FakeHandler):
         if not self._authorized() or (job := self._job(namespace, job_id)) is None:
             return
         start = job["created"]
-        lines = ["===== Job started at " + _iso(start) + " =====", *job["plan"]["logs"]]
-        if "tail" in self.query:
-            lines = lines[-int(self.query["tail"]):]
+        lines = ["===== Job started at " + _iso(start) + " =====", *job["logs"]]
         events = [json.dumps({"data": line, "timestamp": _iso(start + timedelta(seconds=i))})
                   for i, line in enumerate(lines)]
-        if self.state.get("drop_logs"):
-            self._send_dropped_sse(events[: max(1, len(events) // 2)])
+        if "tail" in self.query:
+            events = events[-int(self.query["tail"]):]
+        drop = self.state.get("drop_logs")
+        if drop:
+            if drop is not True:
+                self.state["drop_logs"] = drop - 1
+            self._send_dropped_sse(events[: max(1, len(events) // 2)], events[len(events) // 2:][:1])
         else:
             self.send_sse(events)
 
@@ -148,14 +154,16 @@ class JobsApiHandler(FakeHandler):
         job["cursor"] = 0
         self.send_json({})
 
-    def _send_dropped_sse(self, events: list[str]) -> None:
-        """A chunked event stream whose connection closes before the terminating chunk."""
+    def _send_dropped_sse(self, events: list[str], cut: list[str]) -> None:
+        """A chunked event stream that sends `events`, the first half of the `cut` one, and closes
+        the connection before the terminating chunk."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for event in events:
-            chunk = f"data: {event}\n\n".encode()
+        chunks = [f"data: {event}\n\n".encode() for event in events]
+        chunks += [f"data: {event}"[: len(event) // 2].encode() for event in cut]
+        for chunk in chunks:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         self.wfile.flush()
         self.close_connection = True
