@@ -32,8 +32,7 @@ def build_tiny_model(out_dir: str | Path, corpus: Iterable[str] | None = None, a
     """Train a tokenizer on `corpus`, initialise a tiny model and save both to `out_dir`."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,
-                              Qwen2Config, Qwen2ForCausalLM)
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
