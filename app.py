@@ -20,7 +20,7 @@ from agent.events import Event  # noqa: E402
 TITLES = {"thought": "💭 Thought", "code": "⌨ Code", "tool_result": "↳ Observation",
           "job_update": "⚙ Job", "eval_result": "📊 Evaluation", "error": "✗ Error", "run_created": "📝 Run",
           "preflight": "🔎 Preflight", "diagnosis": "🩺 Diagnosis", "notice": "ℹ Notice"}
-EXPERIMENT_COLUMNS = ["id", "goal", "base_model", "task", "baseline", "best", "runs", "status"]
+EXPERIMENT_COLUMNS = ["id", "status", "task", "target", "baseline", "best", "runs", "cost_usd", "base_model", "goal"]
 
 
 def render_event(event: Event, messages: list[gr.ChatMessage]) -> None:
@@ -44,11 +44,11 @@ def render_event(event: Event, messages: list[gr.ChatMessage]) -> None:
         return
     if messages and messages[-1].metadata.get("id") == "streaming":
         messages.pop()
+    if event.kind in ("tool_result", "error", "final_answer"):
+        _finish_pending(messages, event.data.get("duration_s"))
     if event.kind == "final_answer":
         messages.append(gr.ChatMessage(role="assistant", content=event.text))
         return
-    if event.kind == "tool_result":
-        _finish_pending(messages, event.data.get("duration_s"))
     step = f" · step {event.step}" if event.step is not None else ""
     metadata = {"title": TITLES[event.kind] + step, "status": "done"}
     content = event.text
@@ -131,11 +131,67 @@ def run_demo(history: list, prefs: dict):
         yield messages
 
 
-def experiments_rows() -> list[list]:
+def _ledger():
     from tools.ledger import Ledger
 
-    ledger = Ledger.in_dir(AgentConfig.from_env().settings.data_dir)
-    return [[row[c] for c in EXPERIMENT_COLUMNS] for row in ledger.experiments_table()]
+    return Ledger.in_dir(AgentConfig.from_env().settings.data_dir)
+
+
+def experiments_rows() -> list[list]:
+    return [[row[c] for c in EXPERIMENT_COLUMNS] for row in _ledger().experiments_table()]
+
+
+def experiment_choices() -> gr.Dropdown:
+    """The experiment picker, refreshed from the ledger (newest first)."""
+    rows = _ledger().experiments_table()
+    return gr.Dropdown(choices=[(f"{r['id']}: {r['goal'][:60]}", r["id"]) for r in rows])
+
+
+def score_frame(tree: dict):
+    """Score per iteration (run order) of the experiment's judged task, with its baseline and target as
+    flat lines over the same iterations: a DataFrame of iteration, score, series."""
+    import pandas as pd
+
+    from agent.target import TargetError, parse_targets
+    from tools.lineage import baseline_of, primary_task, score_series
+
+    try:
+        targets = parse_targets(tree["experiment"]["target"] or "")
+    except TargetError:
+        targets = []
+    task = targets[0].task if targets else primary_task(tree)
+    points = score_series(tree, task)
+    rows = [{"iteration": p["iteration"], "score": p["score"], "series": f"trained ({task})"} for p in points]
+    last = max([p["iteration"] for p in points], default=1)
+    base = baseline_of(tree, task)
+    for label, value in (("baseline", base["value"] if base else None),
+                         (f"target {targets[0]}" if targets else "target", targets[0].value if targets else None)):
+        if value is not None:
+            rows += [{"iteration": 0, "score": value, "series": label},
+                     {"iteration": last, "score": value, "series": label}]
+    return pd.DataFrame(rows, columns=["iteration", "score", "series"])
+
+
+def experiment_detail(experiment_id):
+    """(lineage tree as markdown, score-per-iteration plot, saved report) of one experiment."""
+    from tools.lineage import render_tree
+
+    if experiment_id in (None, ""):
+        return "Pick an experiment to see its lineage.", None, ""
+    tree = _ledger().experiment_tree(int(experiment_id))
+    if tree is None:
+        return f"There is no experiment {experiment_id}.", None, ""
+    frame = score_frame(tree)
+    margin = 0.05 * max(1.0, float(frame["score"].abs().max())) if len(frame) else 0.05
+    plot = gr.LinePlot(value=frame, y_lim=[float(frame["score"].min()) - margin, float(frame["score"].max()) + margin]
+                       if len(frame) else None)
+    return (f"```text\n{render_tree(tree)}\n```", plot,
+            tree["experiment"]["report"] or "_No report yet: it is written when a headless run ends._")
+
+
+def pick_experiment(event: gr.SelectData):
+    """A click on a row of the experiments table selects that experiment."""
+    return event.row_value[0] if event.row_value else None
 
 
 def save_settings(backend, model_id, anthropic_key, hf_token, github_token, compute, openai_url):
@@ -164,7 +220,19 @@ def build_app() -> gr.Blocks:
                 approval_note = gr.Markdown()
         with gr.Tab("Experiments"):
             table = gr.Dataframe(headers=EXPERIMENT_COLUMNS, value=experiments_rows, interactive=False)
-            gr.Button("Refresh").click(experiments_rows, outputs=table, api_name="experiments")
+            refresh = gr.Button("Refresh")
+            picker = gr.Dropdown(label="Experiment (or click a row)", choices=[], interactive=True,
+                                 allow_custom_value=True)
+            plot = gr.LinePlot(x="iteration", y="score", color="series", title="Score per iteration",
+                               x_title="iteration (run order; 0 = baseline)", y_title="score", height=320)
+            tree = gr.Markdown("Pick an experiment to see its lineage.")
+            with gr.Accordion("Report", open=False):
+                report = gr.Markdown()
+            refresh.click(experiments_rows, outputs=table, api_name="experiments").then(
+                experiment_choices, outputs=picker, api_name=False)
+            app.load(experiment_choices, outputs=picker, api_name=False)
+            table.select(pick_experiment, outputs=picker, api_name=False)
+            picker.change(experiment_detail, picker, [tree, plot, report], api_name="experiment")
         with gr.Tab("Settings"):
             backend = gr.Dropdown(list(BACKENDS), value=env.backend, label="LLM backend")
             model_id = gr.Textbox(value=env.model_id, label="Model id")

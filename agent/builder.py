@@ -51,8 +51,10 @@ class ObservedModel:
         return getattr(self._model, name)
 
 
-def build_agent(config: AgentConfig, ctx: ToolContext, model=None) -> CodeAgent:
-    """One CodeAgent for `config`, with the session's tools. `model` overrides the backend."""
+def build_agent(config: AgentConfig, ctx: ToolContext, model=None, step_callbacks: list | None = None,
+                final_answer_checks: list | None = None) -> CodeAgent:
+    """One CodeAgent for `config`, with the session's tools. `model` overrides the backend;
+    `step_callbacks` and `final_answer_checks` go to smolagents as they are (the run guard's)."""
     observed = ObservedModel(model or build_model(config))
     quiet = AgentLogger(level=LogLevel.OFF, console=Console(file=io.StringIO()))
     return CodeAgent(
@@ -65,5 +67,7 @@ def build_agent(config: AgentConfig, ctx: ToolContext, model=None) -> CodeAgent:
         executor_kwargs={"timeout_seconds": None},
         stream_outputs=hasattr(observed._model, "generate_stream"),
         logger=quiet,
+        step_callbacks=step_callbacks,
+        final_answer_checks=final_answer_checks,
     )
 

@@ -1,43 +1,52 @@
-"""Print the ledger's experiments for the CLI (`python -m agent experiments [show ID]`)."""
+"""Print the ledger's experiments for the CLI.
+
+    python -m agent experiments            # one line per experiment
+    python -m agent experiments show ID    # the lineage tree: datasets, runs (parent → child with the change),
+                                           # checkpoints and evals with stderr and n
+    python -m agent experiments report ID  # the markdown report (saved at the end of a headless run)
+"""
 
 from __future__ import annotations
 
 from tools.ledger import Ledger
+from tools.lineage import render_tree
+
+USAGE = "usage: python -m agent experiments [show ID | report ID]"
 
 
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def print_experiments(ledger: Ledger, args: list[str]) -> int:
-    if args[:1] == ["show"] and len(args) == 2 and args[1].isdigit():
-        return _show(ledger, int(args[1]))
-    if args:
-        print("usage: python -m agent experiments [show ID]")
-        return 2
+def experiments_lines(ledger: Ledger) -> list[str]:
     rows = ledger.experiments_table()
     if not rows:
-        print("no experiments yet")
-        return 0
-    print(f"{'id':>4}  {'status':<8} {'runs':>4}  {'baseline':>8}  {'best':>8}  goal")
+        return ["no experiments yet"]
+    lines = [f"{'id':>4}  {'status':<16} {'runs':>4}  {'baseline':>8}  {'best':>8}  {'cost':>8}  "
+             f"{'target':<20}  goal"]
     for r in rows:
-        print(f"{r['id']:>4}  {r['status']:<8} {r['runs']:>4}  {_fmt(r['baseline']):>8}  "
-              f"{_fmt(r['best']):>8}  {r['goal'][:60]}")
-    return 0
+        cost = f"${r['cost_usd']:.2f}"
+        lines.append(f"{r['id']:>4}  {r['status']:<16} {r['runs']:>4}  {_fmt(r['baseline']):>8}  "
+                     f"{_fmt(r['best']):>8}  {cost:>8}  {(r['target'] or '-')[:20]:<20}  {r['goal'][:60]}")
+    return lines
 
 
-def _show(ledger: Ledger, experiment_id: int) -> int:
-    exp = ledger.get_experiment(experiment_id)
-    if exp is None:
-        print(f"no experiment {experiment_id}; `python -m agent experiments` lists them")
-        return 1
-    print(f"experiment {exp['id']}: {exp['goal']}  [{exp['status']}]")
-    for run in ledger.runs_for(experiment_id):
-        parent = f" (child of run {run['parent_run_id']}: {run['change']})" if run["parent_run_id"] else ""
-        print(f"  run {run['id']}: {run['method']} {run['model']} on {run['dataset']} "
-              f"[{run['status']}] job={run['job_id']} backend={run['backend']}{parent}")
-    for ev in ledger.evals_for(experiment_id):
-        kind = "baseline" if ev["is_baseline"] else f"run {ev['run_id']}"
-        print(f"  eval {ev['id']} ({kind}): {ev['task']} {ev['metric']} = {_fmt(ev['value'])}"
-              f" ± {_fmt(ev['stderr'])} (n={ev['n_samples']})")
+def print_experiments(ledger: Ledger, args: list[str]) -> int:
+    if len(args) == 2 and args[0] in ("show", "report") and args[1].isdigit():
+        experiment_id = int(args[1])
+        tree = ledger.experiment_tree(experiment_id)
+        if tree is None:
+            print(f"no experiment {experiment_id}; `python -m agent experiments` lists them")
+            return 1
+        if args[0] == "show":
+            print(render_tree(tree))
+        else:
+            from agent.report import build_report
+
+            print(tree["experiment"]["report"] or build_report(ledger, experiment_id))
+        return 0
+    if args:
+        print(USAGE)
+        return 2
+    print("\n".join(experiments_lines(ledger)))
     return 0

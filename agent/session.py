@@ -18,6 +18,7 @@ from agent.builder import build_agent
 from agent.config import AgentConfig
 from agent.events import EVENT_KINDS, PERSISTED_KINDS, Event
 from agent.redact import redact
+from agent.target import Budget, RunGuard, Target, goal_text
 from tools.context import ToolContext
 from tools.job_backends import make_job_backend
 from tools.ledger import Ledger
@@ -33,10 +34,16 @@ def thought_of(model_output: str) -> str:
 
 
 class Session:
-    """One conversation with the agent; turns share the agent's memory."""
+    """One conversation with the agent; turns share the agent's memory.
+
+    With `targets` or a `budget` (headless runs) a `RunGuard` holds the agent to them: the first turn's
+    text tells the agent both, a final answer is refused while a target is unmet, and the agent is
+    stopped when the budget is spent. `final_answer` keeps the latest accepted answer.
+    """
 
     def __init__(self, config: AgentConfig, ledger: Ledger | None = None, model=None,
-                 approve: Callable[[str, dict], bool] | None = None, title: str = ""):
+                 approve: Callable[[str, dict], bool] | None = None, title: str = "",
+                 targets: list[Target] | None = None, budget: Budget | None = None):
         self.config = config
         self.ledger = ledger or Ledger.in_dir(config.settings.data_dir)
         self.id = self.ledger.create_session(title=title, config={
@@ -52,6 +59,10 @@ class Session:
         self._approval = threading.Event()
         self._approved = False
         self.turns = 0
+        self.final_answer: str | None = None
+        self.guard = None
+        if targets is not None or budget is not None:
+            self.guard = RunGuard(self.ctx, targets or [], budget or Budget())
 
     @property
     def is_scripted(self) -> bool:
@@ -65,7 +76,15 @@ class Session:
         if self.turns == 0:
             self.ctx.goal = text
         self._push(Event("user", text))
-        worker = threading.Thread(target=self._run_turn, args=(text, variables), daemon=True)
+        task = text
+        if self.guard is not None and self.turns == 0:
+            experiment_id = self.guard.start()
+            task = goal_text(text, self.guard.targets, self.guard.budget)
+            if task != text:
+                self._push(Event("notice", task[len(text):].strip(), data={
+                    "experiment_id": experiment_id, "targets": [str(t) for t in self.guard.targets],
+                    "budget": str(self.guard.budget)}))
+        worker = threading.Thread(target=self._run_turn, args=(task, variables), daemon=True)
         worker.start()
         while True:
             event = self._queue.get()
@@ -96,7 +115,11 @@ class Session:
     def _run_turn(self, text: str, variables: dict | None) -> None:
         try:
             if self._agent is None:
-                self._agent = build_agent(self.config, self.ctx, self._model)
+                guard = self.guard
+                self._agent = build_agent(
+                    self.config, self.ctx, self._model,
+                    step_callbacks=[guard.after_step] if guard and guard.budget else None,
+                    final_answer_checks=[guard.target_is_met_or_unreachable] if guard and guard.targets else None)
             step_had_code = False
             for item in self._agent.run(text, stream=True, reset=self.turns == 0,
                                           additional_args=variables):
@@ -115,11 +138,13 @@ class Session:
                 elif isinstance(item, PlanningStep):
                     self._push(Event("thought", item.plan, data={"planning": True}))
                 elif isinstance(item, FinalAnswerStep):
-                    self._push(Event("final_answer", str(item.output)))
+                    self.final_answer = str(item.output)
+                    self._push(Event("final_answer", self.final_answer))
                 elif isinstance(item, (ActionOutput, ToolOutput)):
                     continue
         except Exception as exc:  # the user sees what failed; the session stays usable
-            self._push(Event("error", f"{type(exc).__name__}: {exc}"))
+            if not (self.guard and self.guard.stop_reason and self._agent and self._agent.interrupt_switch):
+                self._push(Event("error", f"{type(exc).__name__}: {exc}"))
         finally:
             self._queue.put(_END)
 

@@ -1,3 +1,5 @@
+import json
+import sqlite3
 import threading
 
 import pytest
@@ -58,3 +60,15 @@ def test_concurrent_writers_do_not_lose_rows(ledger):
     for t in threads:
         t.join()
     assert len(ledger.session_events(sid)) == 80
+
+
+def test_old_ledger_files_gain_the_new_columns(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE experiments (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, "
+                   "session_id TEXT, goal TEXT NOT NULL, base_model TEXT, task TEXT, target TEXT, "
+                   "status TEXT NOT NULL DEFAULT 'open', report TEXT)")
+        db.execute("INSERT INTO experiments (created_at, goal) VALUES (1, 'old goal')")
+    ledger = Ledger(path)
+    ledger.update_experiment(1, stop_reason="why", budget_json=json.dumps({"usd": 5}), finished_at=2.0)
+    assert ledger.experiment_tree(1)["experiment"]["budget"] == {"usd": 5}

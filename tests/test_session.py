@@ -82,9 +82,12 @@ def test_paid_actions_wait_for_the_users_answer(tmp_path, settings, ledger):
     config = scripted_config(tmp_path, settings, [{"code": "final_answer('x')"}]).with_(auto_approve=False)
     session = Session(config, ledger=ledger)
     for answer in (True, False):
-        result = {}
-        asker = threading.Thread(target=lambda: result.update(
-            ok=session.ctx.ask_approval("submit_job", {"flavor": "a10g-small", "max_cost_usd": 1.5})))
+        result: dict = {}
+
+        def ask(result=result):
+            result["ok"] = session.ctx.ask_approval("submit_job", {"flavor": "a10g-small", "max_cost_usd": 1.5})
+
+        asker = threading.Thread(target=ask)
         asker.start()
         event = session._queue.get(timeout=10)
         assert event.kind == "approval" and event.data == {"action": "submit_job", "flavor": "a10g-small",

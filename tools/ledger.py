@@ -37,7 +37,10 @@ CREATE TABLE IF NOT EXISTS experiments (
     task TEXT,
     target TEXT,
     status TEXT NOT NULL DEFAULT 'open',
-    report TEXT
+    report TEXT,
+    budget_json TEXT,
+    stop_reason TEXT,
+    finished_at REAL
 );
 CREATE TABLE IF NOT EXISTS datasets (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -98,6 +101,11 @@ CREATE TABLE IF NOT EXISTS evals (
 );
 """
 
+# Columns added after the first release: (table, column, type), added to older ledger files on open.
+ADDED_COLUMNS = (("experiments", "budget_json", "TEXT"), ("experiments", "stop_reason", "TEXT"),
+                 ("experiments", "finished_at", "REAL"))
+EXPERIMENT_FIELDS = {"status", "report", "base_model", "task", "target", "goal", "budget_json", "stop_reason",
+                     "finished_at"}
 RUN_FIELDS = {
     "status", "job_id", "backend", "output_dir", "hardware", "cost_usd", "started_at",
     "finished_at", "error", "script_path", "script_sha256", "config_json", "change",
@@ -113,6 +121,9 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(SCHEMA)
+            for table, column, kind in ADDED_COLUMNS:
+                if column not in {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @classmethod
     def in_dir(cls, data_dir: str | Path) -> Ledger:
@@ -182,8 +193,7 @@ class Ledger:
         return self._one("SELECT * FROM experiments WHERE id = ?", (experiment_id,))
 
     def update_experiment(self, experiment_id: int, **fields) -> None:
-        allowed = {"status", "report", "base_model", "task", "target", "goal"}
-        self._update("experiments", experiment_id, fields, allowed)
+        self._update("experiments", experiment_id, fields, EXPERIMENT_FIELDS)
 
     def list_experiments(self) -> list[dict]:
         return self._rows("SELECT * FROM experiments ORDER BY id DESC")
@@ -276,20 +286,77 @@ class Ledger:
             params += (metric,)
         return self._one(sql + " ORDER BY id DESC", params)
 
+    def best_eval(self, experiment_id: int, task: str, lower_is_better: bool = False) -> dict | None:
+        """The best full (not max_samples-limited) evaluation of a trained checkpoint on `task`."""
+        rows = [e for e in self._rows("SELECT * FROM evals WHERE experiment_id = ? AND task = ? AND is_baseline = 0 "
+                                      "ORDER BY id", (experiment_id, task)) if is_full_eval(e)]
+        pick = min if lower_is_better else max
+        return pick(rows, key=lambda e: e["value"], default=None)
+
+    def experiment_cost(self, experiment_id: int) -> float:
+        """Dollars spent by the experiment's training runs (runs without a known cost count 0)."""
+        row = self._one("SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM runs WHERE experiment_id = ?",
+                        (experiment_id,))
+        return float(row["spent"])
+
+    def experiment_tree(self, experiment_id: int) -> dict | None:
+        """The whole lineage of an experiment, read in one transaction; None when there is no such experiment.
+
+        {"experiment": row (+ "budget"), "datasets": rows (+ "transform"), "baselines": evals,
+         "evals": all evals in order, "runs": the root runs}. Each run node is its row plus "config",
+        "duration_s", "dataset_id" (recorded, else matched by path), "evals" (of its checkpoint) and
+        "children" (the runs recorded with this one as parent_run_id, each carrying its "change").
+        """
+        with self._connect() as db:
+            def fetch(sql: str, times: int = 1) -> list[dict]:
+                return [dict(r) for r in db.execute(sql, (experiment_id,) * times).fetchall()]
+
+            db.execute("BEGIN")  # one snapshot for all four reads
+            found = fetch("SELECT * FROM experiments WHERE id = ?")
+            if not found:
+                return None
+            runs = fetch("SELECT * FROM runs WHERE experiment_id = ? ORDER BY id")
+            evals = fetch("SELECT * FROM evals WHERE experiment_id = ? ORDER BY id")
+            datasets = fetch("SELECT * FROM datasets WHERE experiment_id = ? OR id IN (SELECT dataset_id FROM runs "
+                             "WHERE experiment_id = ?) OR path IN (SELECT dataset FROM runs WHERE experiment_id = ?) "
+                             "ORDER BY id", 3)
+        experiment = found[0]
+        experiment["budget"] = _loads(experiment.pop("budget_json"))
+        for row in datasets:
+            row["transform"] = _loads(row.pop("transform_json"))
+        for row in evals:
+            row["details"] = _loads(row.pop("details_json"))
+        by_path = {d["path"]: d["id"] for d in datasets}
+        nodes = {}
+        for run in runs:
+            started, finished = run["started_at"], run["finished_at"]
+            config = _loads(run.pop("config_json")) or {}
+            nodes[run["id"]] = {**run, "config": config,
+                                "dataset_id": run["dataset_id"] or by_path.get(run["dataset"]),
+                                "duration_s": finished - started if started and finished else None,
+                                "evals": [e for e in evals if e["run_id"] == run["id"]], "children": []}
+        roots = []
+        for node in nodes.values():
+            parent = nodes.get(node["parent_run_id"])
+            (parent["children"] if parent else roots).append(node)
+        return {"experiment": experiment, "datasets": datasets, "runs": roots, "evals": evals,
+                "baselines": [e for e in evals if e["is_baseline"]]}
+
     def experiments_table(self) -> list[dict]:
         """One row per experiment with its baseline and best trained score, for the UI and CLI."""
         rows = []
         for exp in self.list_experiments():
             evals = self.evals_for(exp["id"])
             base = [e for e in evals if e["is_baseline"]]
-            trained = [e for e in evals if not e["is_baseline"]]
+            trained = [e for e in evals if not e["is_baseline"] and is_full_eval(e)]
             best = max(trained, key=lambda e: e["value"], default=None)
             rows.append({
                 "id": exp["id"], "goal": exp["goal"], "base_model": exp["base_model"],
-                "status": exp["status"], "runs": len(self.runs_for(exp["id"])),
+                "status": exp["status"], "target": exp["target"], "runs": len(self.runs_for(exp["id"])),
                 "baseline": base[-1]["value"] if base else None,
                 "best": best["value"] if best else None,
                 "task": (best or (base[-1] if base else None) or {}).get("task"),
+                "cost_usd": self.experiment_cost(exp["id"]),
             })
         return rows
 
@@ -302,3 +369,15 @@ class Ledger:
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self._connect() as db:
             db.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*fields.values(), row_id])
+
+
+def _loads(text: str | None):
+    return json.loads(text) if text else None
+
+
+def is_full_eval(row: dict) -> bool:
+    """False for an evaluation limited with max_samples (a smoke check, not a comparable score)."""
+    details = row.get("details")
+    if details is None and row.get("details_json"):
+        details = json.loads(row["details_json"])
+    return not (details or {}).get("max_samples")

@@ -310,7 +310,8 @@ def preflight(config: dict, *, backend: str, flavor: str | None, timeout_minutes
         if minutes < est:
             fewer = int(steps * minutes / est / TIMEOUT_MARGIN)
             # A paid remote job that times out is money lost; a local one only ends early.
-            (problems if remote else warnings).append(f"timeout {minutes:.0f} min is below the estimated {est:.0f} min ({steps} steps x "
+            report_to = problems if remote else warnings
+            report_to.append(f"timeout {minutes:.0f} min is below the estimated {est:.0f} min ({steps} steps x "
                             f"{batch * accum} rows x up to {seq} tokens on {target.name}): set timeout_minutes >= "
                             f"{math.ceil(est * TIMEOUT_MARGIN)} or cut max_steps to ~{fewer}.")
         elif minutes < est * TIMEOUT_MARGIN:

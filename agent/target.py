@@ -1,0 +1,237 @@
+"""The target and the budget of a headless run, and the guard that enforces them on the agent.
+
+    targets = parse_targets("gsm8k>=0.60, ifeval>0.5")
+    guard = RunGuard(ctx, targets, Budget(usd=20, hours=10))
+
+The guard's `after_step` is a smolagents step callback: once the runs' cost (plus the LLM's, when a
+backend knows it) or the wall time since the experiment started passes the budget, it cancels the
+experiment's running jobs, records why, and interrupts the agent. Its `target_is_met_or_unreachable`
+is a smolagents final-answer check: while a target is unmet and budget remains, a final answer is
+refused (the refusal reaches the model as the step's error) unless it says the target cannot be
+reached and gives the evidence. `settle` records the outcome: met, budget_exhausted, unreachable,
+stopped, or done (no target).
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from tools.context import ToolContext
+from tools.ledger import Ledger
+
+COMPARATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+TARGET_PATTERN = re.compile(r"^([A-Za-z0-9_.:|/-]+)\s*(>=|<=|>|<)\s*([0-9]*\.?[0-9]+)\s*(%?)$")
+UNREACHABLE_PATTERN = re.compile(r"cannot (?:be )?reach|can't (?:be )?reach|cannot be met|can't be met|"
+                                 r"target (?:is )?unreachable|not reachable", re.I)
+MIN_EVIDENCE_WORDS = 12
+STATUSES = ("met", "budget_exhausted", "unreachable", "stopped", "done")
+
+
+class TargetError(ValueError):
+    """A --target that does not parse; the message says what is expected."""
+
+
+@dataclass(frozen=True)
+class Target:
+    task: str
+    op: str
+    value: float
+
+    def __str__(self) -> str:
+        return f"{self.task}{self.op}{self.value:g}"
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.op in ("<", "<=")
+
+    def met_by(self, value: float | None) -> bool:
+        return value is not None and COMPARATORS[self.op](value, self.value)
+
+
+def parse_targets(text: str) -> list[Target]:
+    """`"gsm8k>=0.60"` or several comma-separated (`"gsm8k>=0.6, ifeval>70%"`) as Targets."""
+    items = [item.strip() for item in (text or "").split(",")]
+    if not any(items):
+        raise TargetError('the target is empty: write it as TASK>=VALUE, e.g. --target "gsm8k>=0.60"')
+    targets = []
+    for item in items:
+        match = TARGET_PATTERN.match(item)
+        if not match:
+            raise TargetError(f"cannot read the target {item!r}: write TASK then one of >=, >, <=, < then a "
+                              'number, e.g. "gsm8k>=0.60" or "gsm8k>=60%"; separate several with commas')
+        task, op, number, percent = match.groups()
+        value = float(number) / (100 if percent else 1)
+        if percent and value > 1:
+            raise TargetError(f"the target {item!r} asks for more than 100%")
+        if any(t.task == task for t in targets):
+            raise TargetError(f"the task {task!r} has two targets; give each task one")
+        targets.append(Target(task, op, value))
+    return targets
+
+
+@dataclass(frozen=True)
+class Budget:
+    usd: float | None = None
+    hours: float | None = None
+
+    def __post_init__(self):
+        for name, value in (("--budget-usd", self.usd), ("--budget-hours", self.hours)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value}")
+
+    def __bool__(self) -> bool:
+        return self.usd is not None or self.hours is not None
+
+    def __str__(self) -> str:
+        parts = [f"${self.usd:g}" if self.usd is not None else "", f"{self.hours:g} h" if self.hours else ""]
+        return ", ".join(p for p in parts if p) or "none"
+
+
+def target_progress(ledger: Ledger, experiment_id: int, targets: list[Target]) -> list[dict]:
+    """For each target: {"target", "best" (the best full trained eval, or None), "met"}."""
+    rows = []
+    for target in targets:
+        best = ledger.best_eval(experiment_id, target.task, lower_is_better=target.lower_is_better)
+        rows.append({"target": target, "best": best, "met": target.met_by(best and best["value"])})
+    return rows
+
+
+def explains_unreachable(answer: str) -> bool:
+    """True when a final answer says the target cannot be reached and backs it with numbers and a reason."""
+    text = str(answer or "")
+    return bool(UNREACHABLE_PATTERN.search(text) and re.search(r"\d", text)
+                and len(text.split()) >= MIN_EVIDENCE_WORDS)
+
+
+def goal_text(task: str, targets: list[Target], budget: Budget) -> str:
+    """The task as the agent reads it: the user's words, then the target and budget it is held to."""
+    lines = [task]
+    if targets:
+        lines.append("Target (checked against the ledger's best full evaluation of a trained checkpoint): "
+                     + ", ".join(str(t) for t in targets) + ". Keep iterating until it is met; a final answer "
+                     "is refused while it is unmet and budget remains, unless you show it cannot be reached: "
+                     "say 'target unreachable' and give the scores you measured and why.")
+    if budget:
+        lines.append(f"Budget: {budget} (training jobs' cost plus LLM cost where known; wall time since the "
+                     "experiment started). The run is stopped when it is spent.")
+    return "\n\n".join(lines)
+
+
+class RunGuard:
+    """Holds one headless run to its targets and budget (see the module docstring)."""
+
+    def __init__(self, ctx: ToolContext, targets: list[Target], budget: Budget,
+                 llm_cost: Callable[[], float | None] | None = None, clock: Callable[[], float] = time.time):
+        self.ctx, self.targets, self.budget = ctx, list(targets), budget
+        self.llm_cost, self.clock = llm_cost, clock
+        self.stop_reason: str | None = None
+
+    @property
+    def experiment_id(self) -> int:
+        return self.ctx.current_experiment()
+
+    def start(self) -> int:
+        """Record the target and budget on the session's experiment (created now if needed)."""
+        fields = {}
+        if self.targets:
+            fields.update(target=", ".join(str(t) for t in self.targets), task=self.targets[0].task)
+        if self.budget:
+            fields["budget_json"] = json.dumps(asdict(self.budget))
+        self.ctx.ledger.update_experiment(self.experiment_id, **fields)
+        return self.experiment_id
+
+    def spent(self) -> dict:
+        """{"runs_usd", "llm_usd" (None when unknown), "usd", "hours"} so far."""
+        ledger, experiment_id = self.ctx.ledger, self.experiment_id
+        runs_usd = ledger.experiment_cost(experiment_id)
+        llm_usd = self.llm_cost() if self.llm_cost else None
+        started = ledger.get_experiment(experiment_id)["created_at"]
+        return {"runs_usd": runs_usd, "llm_usd": llm_usd, "usd": runs_usd + (llm_usd or 0.0),
+                "hours": (self.clock() - started) / 3600}
+
+    def over_budget(self) -> str | None:
+        """Why the budget is spent, or None while some is left."""
+        spent = self.spent()
+        if self.budget.usd is not None and spent["usd"] >= self.budget.usd:
+            return f"budget spent: ${spent['usd']:.2f} of ${self.budget.usd:g}"
+        if self.budget.hours is not None and spent["hours"] >= self.budget.hours:
+            return f"time budget spent: {spent['hours']:.2f} h of {self.budget.hours:g} h"
+        return None
+
+    def after_step(self, step, agent=None) -> None:
+        """smolagents step callback: stop the agent once the budget is spent."""
+        if self.stop_reason or not self.budget:
+            return
+        reason = self.over_budget()
+        if reason is None:
+            return
+        self.stop_reason = reason
+        canceled = self._cancel_running_jobs()
+        note = f"; canceled jobs {', '.join(canceled)}" if canceled else ""
+        self.ctx.ledger.update_experiment(self.experiment_id, stop_reason=reason)
+        self.ctx.emit("notice", {"text": f"Stopping: {reason}{note}.", "stop_reason": reason})
+        if agent is not None:
+            agent.interrupt()
+
+    def all_met(self) -> bool:
+        return bool(self.targets) and all(row["met"] for row in self.progress())
+
+    def progress(self) -> list[dict]:
+        return target_progress(self.ctx.ledger, self.experiment_id, self.targets)
+
+    def target_is_met_or_unreachable(self, final_answer, memory=None, agent=None) -> bool:
+        """smolagents final-answer check; raises with what to do next when the answer comes too early."""
+        if not self.targets or self.all_met() or self.over_budget() or explains_unreachable(final_answer):
+            return True
+        unmet = []
+        for row in self.progress():
+            if not row["met"]:
+                best = row["best"]
+                score = (f"best so far {best['value']:.4g} (run {best['run_id']})" if best
+                         else "no full evaluation of a trained checkpoint yet")
+                unmet.append(f"{row['target']} ({score})")
+        spent = self.spent()
+        left = "" if not self.budget else f" Budget used: ${spent['usd']:.2f}, {spent['hours']:.2f} h of {self.budget}."
+        raise ValueError(f"the target is not met yet: {'; '.join(unmet)}.{left} Keep going: read the last "
+                         "evaluation, change one thing (write_training_script with parent_run_id and change), "
+                         "retrain and evaluate. If it truly cannot be reached, call final_answer with 'target "
+                         "unreachable' and the evidence: the scores you measured and why more will not help.")
+
+    def settle(self, final_answer: str | None) -> str:
+        """Record how the run ended on the experiment (status, stop_reason, finished_at); return the status."""
+        if self.all_met():
+            status = "met"
+            reason = "; ".join(f"{r['target']} met by run {r['best']['run_id']} ({r['best']['value']:.3f})"
+                               for r in self.progress())
+        elif self.stop_reason:
+            status, reason = "budget_exhausted", self.stop_reason
+        elif self.targets and final_answer is not None and explains_unreachable(final_answer):
+            status, reason = "unreachable", str(final_answer)[:500]
+        elif not self.targets and final_answer is not None:
+            status, reason = "done", "the agent gave its final answer"
+        else:
+            status = "stopped"
+            reason = ("the agent stopped before meeting the target (error, interruption or step limit)"
+                      if self.targets else "the agent stopped without a final answer")
+        self.ctx.ledger.update_experiment(self.experiment_id, status=status, stop_reason=reason,
+                                          finished_at=self.clock())
+        return status
+
+    def _cancel_running_jobs(self) -> list[str]:
+        canceled = []
+        for run in self.ctx.ledger.runs_for(self.experiment_id):
+            if run["status"] == "running" and run["job_id"]:
+                try:
+                    self.ctx.jobs.cancel(run["job_id"])
+                except Exception as err:  # stopping the agent matters more than one cancel
+                    self.ctx.emit("notice", {"text": f"could not cancel job {run['job_id']}: {err}"})
+                    continue
+                self.ctx.ledger.update_run(run["id"], status="canceled", finished_at=self.clock(),
+                                           error="canceled: budget spent")
+                canceled.append(run["job_id"])
+        return canceled
