@@ -65,7 +65,8 @@ def _is_metric_echo(line: str) -> bool:
     return line.startswith("METRIC ") or (line.startswith("{'") and "'epoch'" in line)
 
 
-def _last_error_line(log: str) -> str | None:
+def last_error_line(log: str) -> str | None:
+    """The last `...Error: ...` line of a log (cut to MAX_LINE_CHARS), or None."""
     for line in reversed(log.splitlines()):
         if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*", line.strip()):
             return line.strip()[:MAX_LINE_CHARS]
@@ -111,7 +112,7 @@ class _JobTool(Tool):
         if run and status.done and run["status"] not in FINISHED_RUN_STATUSES:
             fields = {"status": RUN_STATUS[status.stage], "finished_at": status.finished_at or time.time()}
             if status.stage != "completed":
-                fields["error"] = _last_error_line(log) or status.message
+                fields["error"] = last_error_line(log) or status.message
             if done and done.get("output_dir"):
                 fields["output_dir"] = done["output_dir"]
             cost = self._cost(run.get("hardware"), status.started_at, fields["finished_at"])
@@ -144,7 +145,7 @@ class _JobTool(Tool):
             return ("The job hit its time limit. Submit again with a larger timeout_minutes, or write a run with "
                     "fewer max_steps.")
         parts = [f"The job failed ({status.message})."]
-        if error := _last_error_line(log):
+        if error := last_error_line(log):
             parts.append(f"Last error: {error}.")
         run = self.ctx.ledger.get_run(int(run_id)) if run_id else None
         series = self.ctx.ledger.metric_series(int(run_id)) if run_id else {}

@@ -10,7 +10,7 @@ from tools.context import ToolContext
 from tools.dataset_quality import CheckDatasetQualityTool
 from tools.datasets import InspectDatasetTool, SearchDatasetsTool
 from tools.diagnosis import DiagnoseRunTool
-from tools.evaluation import RunEvaluationTool
+from tools.evaluation import CollectEvaluationTool, RunEvaluationTool
 from tools.jobs import CancelJobTool, JobLogsTool, JobStatusTool, SubmitJobTool, WaitForJobTool
 from tools.library_docs import LookupApiTool, SearchDocsTool
 from tools.paper_reader import ReadPaperTool
@@ -19,6 +19,7 @@ from tools.preflight import PreflightTool
 from tools.recipe import ExtractRecipeTool
 from tools.reformat import ReformatDatasetTool
 from tools.scripts import WriteTrainingScriptTool
+from tools.smoke_run import SmokeRunTool
 from tools.synthetic import GenerateSyntheticDataTool
 
 TOOL_CLASSES = (
@@ -29,10 +30,10 @@ TOOL_CLASSES = (
     SearchDatasetsTool, InspectDatasetTool, CheckDatasetQualityTool, ReformatDatasetTool,
     GenerateSyntheticDataTool,
     # training and jobs
-    WriteTrainingScriptTool, PreflightTool, SubmitJobTool, JobStatusTool, JobLogsTool, CancelJobTool,
+    WriteTrainingScriptTool, SmokeRunTool, PreflightTool, SubmitJobTool, JobStatusTool, JobLogsTool, CancelJobTool,
     WaitForJobTool, DiagnoseRunTool,
     # evaluation
-    RunEvaluationTool,
+    RunEvaluationTool, CollectEvaluationTool,
 )
 
 
