@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +220,12 @@ def test_hub_dataset_split_and_config_reach_the_script(ctx):
     assert (cfg["dataset"], cfg["dataset_config"], cfg["dataset_split"]) == ("openai/gsm8k", "main", "test")
     assert 'load_dataset(cfg["dataset"], cfg["dataset_config"], split=cfg["dataset_split"])' in \
         open(run["script_path"]).read()
+
+
+def test_packing_is_an_sft_option_that_reaches_the_trainer(ctx, tiny_model_dir):
+    result = WriteTrainingScriptTool(ctx)(model=str(tiny_model_dir), dataset=DATA, packing=True)
+    assert result["config"]["packing"] is True
+    script = Path(result["script_path"]).read_text()
+    assert '"packing": True' in script and 'packing=cfg.get("packing", False)' in script
+    with pytest.raises(ToolError, match="packing applies only to SFT"):
+        WriteTrainingScriptTool(ctx)(model=str(tiny_model_dir), dataset=DATA, method="dpo", packing=True)

@@ -191,7 +191,7 @@ TRAINERS = {
     "sft": ("SFTConfig, SFTTrainer", '''
 def build_trainer(cfg, dataset, args, peft_config, quantization_config):
     """SFT: learn the completions (or whole texts / assistant turns) by next-token prediction."""
-    args = SFTConfig(**args, max_length=cfg["max_length"])
+    args = SFTConfig(**args, max_length=cfg["max_length"], packing=cfg.get("packing", False))
     return SFTTrainer(model=cfg["model"], args=args, train_dataset=dataset, peft_config=peft_config,
                       quantization_config=quantization_config, callbacks=[PrintMetrics()])
 '''),

@@ -55,6 +55,7 @@ LEARNING_RATE_RANGE = (1e-7, 1e-1)
 # Settings only some methods use: the tool refuses them elsewhere and other scripts' CONFIG leaves them out.
 METHOD_FIELDS = {
     "max_length": ("sft", "dpo"),
+    "packing": ("sft",),
     "beta": ("dpo", "grpo"),
     "num_generations": ("grpo",),
     "max_completion_length": ("grpo",),
@@ -82,6 +83,7 @@ class TrainingConfig:
     per_device_train_batch_size: int = DEFAULT_BATCH_SIZE
     gradient_accumulation_steps: int = 1
     max_length: int = DEFAULT_MAX_LENGTH
+    packing: bool = False  # SFT: pack examples into max_length blocks (padding-free with FlashAttention)
     lora: bool = False
     qlora: bool = False  # LoRA on a 4-bit NF4 base (CUDA only); implies lora
     lora_r: int = DEFAULT_LORA_R
@@ -190,6 +192,8 @@ def method_settings(method: str, given: dict, batch: int, accumulation: int) -> 
             raise ToolError(f"beta {beta} is invalid: DPO needs beta > 0 (typical 0.1), GRPO beta >= 0 (0 turns "
                             "the KL penalty off; 0.001-0.04 keeps the policy near the base model).")
         settings["beta"] = float(beta)
+    if given.get("packing"):
+        settings["packing"] = True
     if method != "grpo":
         return settings
     names = list(dict.fromkeys(given["reward_functions"] or []))
@@ -233,6 +237,7 @@ Inputs:
   GRPO {{"prompt"}} plus the columns the rewards read (exact_answer reads "answer").
 - dataset_split (default "train"), dataset_config: the split and, for Hub datasets that have several, the config.
 - method: "sft" (default), "dpo" or "grpo". SFT first; DPO/GRPO work best on an SFT'd model.
+- packing (SFT): pack short examples into max_length blocks; faster on many short rows.
 - learning_rate, max_steps, per_device_train_batch_size, gradient_accumulation_steps, max_length (SFT/DPO):
   hyperparameters (defaults suit a tiny model; real models want e.g. lr 2e-5 full, 2e-4 LoRA, 1e-6 GRPO full).
 - lora: train LoRA adapters (merged into the saved checkpoint) instead of all weights; lora_r is their rank.
@@ -279,6 +284,8 @@ Example:
         "lora_r": {"type": "integer", "description": f"LoRA rank (default {DEFAULT_LORA_R}).", "nullable": True},
         "max_length": {"type": "integer", "nullable": True,
                        "description": f"SFT/DPO: max tokens per example (default {DEFAULT_MAX_LENGTH})."},
+        "packing": {"type": "boolean", "nullable": True, "description": "SFT: pack short examples into "
+                    "max_length blocks for throughput (default False)."},
         "beta": {"type": "number", "description": "DPO/GRPO KL strength (defaults 0.1 / 0).", "nullable": True},
         "num_generations": {"type": "integer", "nullable": True,
                             "description": f"GRPO completions per prompt (default {DEFAULT_NUM_GENERATIONS})."},
@@ -307,7 +314,7 @@ Example:
                 max_steps: int | None = None, per_device_train_batch_size: int | None = None,
                 gradient_accumulation_steps: int | None = None, lora: bool | None = None,
                 qlora: bool | None = None, lora_r: int | None = None, max_length: int | None = None,
-                beta: float | None = None, num_generations: int | None = None,
+                packing: bool | None = None, beta: float | None = None, num_generations: int | None = None,
                 max_completion_length: int | None = None, reward_functions: list[str] | None = None,
                 custom_reward_code: str | None = None, report_to: str | None = None,
                 output_dir: str | None = None, hub_model_id: str | None = None,
@@ -332,7 +339,8 @@ Example:
             raise ToolError(f"report_to must be one of {', '.join(REPORT_TO)}, got {report_to!r}.")
         batch = int(per_device_train_batch_size or DEFAULT_BATCH_SIZE)
         accumulation = int(gradient_accumulation_steps or 1)
-        extra = method_settings(method, {"max_length": max_length, "beta": beta, "num_generations": num_generations,
+        extra = method_settings(method, {"max_length": max_length, "packing": packing or None, "beta": beta,
+                                         "num_generations": num_generations,
                                          "max_completion_length": max_completion_length,
                                          "reward_functions": reward_functions,
                                          "custom_reward_code": custom_reward_code}, batch, accumulation)
