@@ -226,6 +226,6 @@ def test_packing_is_an_sft_option_that_reaches_the_trainer(ctx, tiny_model_dir):
     result = WriteTrainingScriptTool(ctx)(model=str(tiny_model_dir), dataset=DATA, packing=True)
     assert result["config"]["packing"] is True
     script = Path(result["script_path"]).read_text()
-    assert '"packing": True' in script and 'packing=cfg.get("packing", False)' in script
+    assert "'packing': True" in script and 'packing=cfg.get("packing", False)' in script
     with pytest.raises(ToolError, match="packing applies only to SFT"):
         WriteTrainingScriptTool(ctx)(model=str(tiny_model_dir), dataset=DATA, method="dpo", packing=True)
