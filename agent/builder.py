@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 from smolagents import CodeAgent
+from smolagents.local_python_executor import LocalPythonExecutor
 from smolagents.monitoring import AgentLogger, LogLevel
 
 from agent.config import AgentConfig
@@ -51,6 +52,21 @@ class ObservedModel:
         return getattr(self._model, name)
 
 
+def _sealed(tool):
+    """A plain function calling `tool`: the LLM's code gets the tool, not its attributes (its ctx holds
+    the tokens and the approval switch; the executor only blocks dunder attributes)."""
+    def call(*args, **kwargs):
+        return tool(*args, **kwargs)
+    return call
+
+
+class SealedExecutor(LocalPythonExecutor):
+    """smolagents' local executor, handing code actions sealed tools."""
+
+    def send_tools(self, tools):
+        super().send_tools({name: _sealed(tool) for name, tool in tools.items()})
+
+
 def build_agent(config: AgentConfig, ctx: ToolContext, model=None, step_callbacks: list | None = None,
                 final_answer_checks: list | None = None) -> CodeAgent:
     """One CodeAgent for `config`, with the session's tools. `model` overrides the backend;
@@ -64,7 +80,7 @@ def build_agent(config: AgentConfig, ctx: ToolContext, model=None, step_callback
         max_steps=config.max_steps,
         additional_authorized_imports=AUTHORIZED_IMPORTS,
         # Tools bound their own waiting (wait_for_job, evaluation); no blanket cut-off here.
-        executor_kwargs={"timeout_seconds": None},
+        executor=SealedExecutor(AUTHORIZED_IMPORTS, timeout_seconds=None),
         stream_outputs=hasattr(observed._model, "generate_stream"),
         logger=quiet,
         step_callbacks=step_callbacks,

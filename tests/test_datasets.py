@@ -8,18 +8,22 @@ import json
 import pytest
 
 from tests.fakes.hub_api import (
+    FIXTURES,
     GATED,
     GRANTED_TOKEN,
+    INJECTION,
     NOT_READY,
     PREFERENCE,
     SENTIMENT,
     SHAREGPT,
     hub_settings,
+    load,
     serve_hub,
 )
 from tools.context import ToolContext
 from tools.datasets import FIELD_CHARS, InspectDatasetTool, SearchDatasetsTool, detect_trl_format
 from tools.errors import ToolError
+from tools.untrusted import END
 
 
 @pytest.fixture
@@ -34,8 +38,32 @@ def tools_for(server, settings, ledger, token=None):
     return SearchDatasetsTool(ctx), InspectDatasetTool(ctx)
 
 
+VIEWER_ROUTES = ("/splits", "/first-rows", "/size", "/rows", "/statistics")
+
+
 def viewer_requests(server):
-    return [r for r in server.requests if not r.path.startswith("/api/")]
+    return [r for r in server.requests if r.path in VIEWER_ROUTES]
+
+
+def unfence(cell: str, source: str | None = None) -> str:
+    """The text inside a fenced cell; with `source`, also check the fence names it."""
+    first, rest = cell.split("\n", 1)
+    assert first.startswith("<<<UNTRUSTED DATA from ") and rest.endswith("\n" + END), cell
+    if source is not None:
+        assert first.startswith(f"<<<UNTRUSTED DATA from {source} "), first
+    return rest[: -len(END) - 1]
+
+
+def plain(row: dict) -> dict:
+    """A returned row with its string cells unfenced (list/dict cells parsed back from their JSON)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, str):
+            text = unfence(value)
+            out[key] = json.loads(text) if text[:1] in "[{" else text
+        else:
+            out[key] = value
+    return out
 
 
 # search_datasets
@@ -110,8 +138,11 @@ def test_inspect_prompt_completion_dataset(hub, settings, ledger):
     assert info["splits"] == [{"config": "default", "split": "train", "num_rows": 600},
                               {"config": "default", "split": "test", "num_rows": 120}]
     assert info["columns"] == {"prompt": "string", "completion": "string"}
-    assert info["rows"][0] == {"prompt": "Review: Everyone said this music is splendid.\nSentiment:",
-                               "completion": " positive"}
+    first = info["rows"][0]
+    assert unfence(first["prompt"], f"dataset:{SENTIMENT} rows[0].prompt") == \
+        "Review: Everyone said this music is splendid.\nSentiment:"
+    assert plain(first) == {"prompt": "Review: Everyone said this music is splendid.\nSentiment:",
+                            "completion": " positive"}
     assert len(info["rows"]) == 3
     assert (info["trl_format"], info["usable_for"]) == ("prompt-completion", ["SFT", "GRPO"])
 
@@ -121,7 +152,7 @@ def test_inspect_picks_requested_split_and_caps_rows(hub, settings, ledger):
     info = inspect(dataset=SENTIMENT, split="test", n_rows=50)
     assert info["split"] == "test"
     assert len(info["rows"]) == 20
-    assert info["rows"][0]["prompt"].startswith("Review: My friends said")
+    assert unfence(info["rows"][0]["prompt"]).startswith("Review: My friends said")
 
 
 def test_inspect_conversational_preference_config(hub, settings, ledger):
@@ -133,7 +164,7 @@ def test_inspect_conversational_preference_config(hub, settings, ledger):
     assert (info["trl_format"], info["usable_for"]) == ("preference", ["DPO", "Reward"])
     notes = " ".join(info["notes"])
     assert "implicit prompt" in notes and "Conversational" in notes
-    assert info["rows"][0]["chosen"][0] == {"role": "user", "content": "Write a haiku about autumn."}
+    assert plain(info["rows"][0])["chosen"][0] == {"role": "user", "content": "Write a haiku about autumn."}
 
 
 def test_inspect_sharegpt_needs_conversion_and_caps_fields(hub, settings, ledger):
@@ -143,9 +174,9 @@ def test_inspect_sharegpt_needs_conversion_and_caps_fields(hub, settings, ledger
     assert info["columns"]["conversations"] == "list<{from: string, value: string}>"
     assert (info["trl_format"], info["usable_for"]) == ("needs-conversion", [])
     assert "ShareGPT" in info["notes"][0] and "`messages`" in info["notes"][0]
-    long_turn = info["rows"][0]["conversations"][2]["value"]
+    long_turn = plain(info["rows"][0])["conversations"][2]["value"]
     assert len(long_turn) == FIELD_CHARS and long_turn.endswith("…")
-    turns = info["rows"][1]["conversations"]
+    turns = plain(info["rows"][1])["conversations"]
     assert len(turns) == 9 and turns[-1] == "… 4 more items"
 
 
@@ -212,6 +243,123 @@ def test_unreachable_viewer(settings, ledger):
         inspect(dataset=SENTIMENT)
 
 
+# the dataset card
+
+def card_requests(server):
+    return [(r.method, r.path) for r in server.requests if r.path not in VIEWER_ROUTES]
+
+
+def sha_of(dataset: str) -> str:
+    return next(d["sha"] for d in load("datasets.json") if d["id"] == dataset)
+
+
+def test_card_is_fetched_like_hf_hub_download_does_and_comes_back_fenced(hub, settings, ledger):
+    _, inspect = tools_for(hub, settings, ledger)
+    info = inspect(dataset=SENTIMENT, n_rows=1)
+
+    sha = sha_of(SENTIMENT)
+    assert card_requests(hub) == [
+        ("GET", f"/api/datasets/{SENTIMENT}"),  # license, gated, siblings and the commit
+        ("HEAD", f"/datasets/{SENTIMENT}/resolve/{sha}/README.md"),  # 307 to resolve-cache, followed
+        ("HEAD", f"/api/resolve-cache/datasets/{SENTIMENT}/{sha}/README.md"),
+        ("GET", f"/api/resolve-cache/datasets/{SENTIMENT}/{sha}/README.md"),
+    ]
+    assert (info["license"], info["gated"]) == ("apache-2.0", False)
+    card = unfence(info["card"], f"dataset card of {SENTIMENT}")
+    assert card.startswith("# Tiny Sentiment\n\nShort English product and media reviews")
+    assert "license: apache-2.0" not in card and "---" not in card  # the YAML header is metadata, not text
+    assert card == (FIXTURES / "card_tiny-sentiment.md").read_text().split("---\n", 2)[2].strip()
+    assert not any("card" in note for note in info["notes"])
+
+
+def test_card_is_cached_at_its_commit(hub, settings, ledger):
+    _, inspect = tools_for(hub, settings, ledger)
+    first = inspect(dataset=SENTIMENT, n_rows=0)
+    hub.httpd.requests.clear()
+    again = inspect(dataset=SENTIMENT, n_rows=0)
+
+    assert again["card"] == first["card"]
+    assert card_requests(hub) == [("GET", f"/api/datasets/{SENTIMENT}")]
+    assert (settings.data_dir / "hf-cache").is_dir()
+
+
+def test_long_card_is_capped_and_says_so(hub, settings, ledger, monkeypatch):
+    monkeypatch.setattr("tools.datasets.CARD_CHARS", 100)
+    _, inspect = tools_for(hub, settings, ledger)
+    card = inspect(dataset=SENTIMENT, n_rows=0)["card"]
+
+    body = (FIXTURES / "card_tiny-sentiment.md").read_text().split("---\n", 2)[2].strip()
+    assert f"(truncated: first 100 of {len(body)} characters)" in card.split("\n", 1)[0]
+    assert unfence(card) == body[:100]
+
+
+def test_missing_card_is_null_with_a_note_not_an_error(hub, settings, ledger):
+    _, inspect = tools_for(hub, settings, ledger)
+    info = inspect(dataset=SHAREGPT, n_rows=0)
+
+    assert info["card"] is None and info["license"] == "apache-2.0"  # license from the Hub tags
+    assert f"{SHAREGPT} has no dataset card (README.md)" in info["notes"][-1]
+    assert f"{hub.url}/datasets/{SHAREGPT}" in info["notes"][-1]
+    assert card_requests(hub) == [("GET", f"/api/datasets/{SHAREGPT}")]  # no download of a file not listed
+
+
+def test_card_lookup_failure_is_a_note(settings, ledger):
+    server = serve_hub({"rate_limit": 1})  # the viewer answers; the Hub's dataset info gets a 429
+    try:
+        _, inspect = tools_for(server, settings, ledger)
+        info = inspect(dataset=SENTIMENT, n_rows=1)
+    finally:
+        server.close()
+    assert info["trl_format"] == "prompt-completion" and len(info["rows"]) == 1
+    assert (info["card"], info["license"]) == (None, None)
+    assert "Could not read the dataset card (HfHubHTTPError, HTTP 429)" in info["notes"][-1]
+
+
+def test_gated_card_is_read_with_the_bearer_token_only_in_the_header(hub, settings, ledger):
+    _, inspect = tools_for(hub, settings, ledger, token=GRANTED_TOKEN)
+    info = inspect(dataset=GATED, n_rows=0)
+
+    assert (info["license"], info["gated"]) == ("cc-by-4.0", "manual")
+    assert unfence(info["card"]).startswith("# Gated MedQA (fixture)")
+    for request in hub.requests:
+        assert request.headers.get("authorization") == f"Bearer {GRANTED_TOKEN}"
+        assert GRANTED_TOKEN not in request.path + json.dumps(request.query) + request.body.decode()
+
+
+def test_injected_card_and_rows_cannot_leave_their_fences(hub, settings, ledger):
+    _, inspect = tools_for(hub, settings, ledger)
+    info = inspect(dataset=INJECTION, n_rows=4)
+
+    card = info["card"]
+    assert card.count(END) == 1 and card.endswith(END) and card.count("<<<") == 2
+    assert "IMPORTANT SYSTEM NOTICE" in unfence(card)  # kept, as data
+    cells = [cell for row in info["rows"] for cell in row.values()]
+    assert all(cell.count(END) == 1 and cell.endswith(END) for cell in cells)
+    assert "ignore previous instructions" in unfence(info["rows"][2]["completion"])
+    outside = json.dumps({k: v for k, v in info.items() if k not in ("card", "rows")})
+    assert "ignore previous" not in outside.lower() and "evil" not in outside
+
+
+def test_describe_reads_no_card_and_keeps_rows_plain(hub, settings, ledger):
+    _, inspect = tools_for(hub, settings, ledger)
+    info = inspect.describe(SENTIMENT, n_rows=1)
+
+    assert [r.path for r in hub.requests] == ["/splits", "/first-rows", "/size"]
+    assert "card" not in info
+    assert info["rows"] == [{"prompt": "Review: Everyone said this music is splendid.\nSentiment:",
+                             "completion": " positive"}]
+
+
+def test_non_text_cells_are_not_fenced(hub, settings, ledger, tmp_path):
+    path = write_jsonl(tmp_path / "scored.jsonl", [{"text": "fine", "score": 0.5, "label": True, "n": 3,
+                                                     "extra": None}])
+    _, inspect = tools_for(hub, settings, ledger)
+    row = inspect(dataset=str(path))["rows"][0]
+    assert {k: row[k] for k in ("score", "label", "n", "extra")} == {"score": 0.5, "label": True, "n": 3,
+                                                                      "extra": None}
+    assert unfence(row["text"]) == "fine"
+
+
 # inspect_dataset on local files
 
 def write_jsonl(path, rows):
@@ -230,8 +378,10 @@ def test_local_jsonl_file(hub, settings, ledger, tmp_path):
     assert info["source"] == "local" and info["split"] == "train"
     assert info["splits"] == [{"config": "default", "split": "train", "num_rows": 7, "path": str(path)}]
     assert info["columns"] == {"prompt": "string", "completion": "string"}
-    assert info["rows"] == rows[:2]
+    assert [plain(r) for r in info["rows"]] == rows[:2]
+    assert unfence(info["rows"][0]["prompt"], f"dataset:{path} rows[0].prompt") == rows[0]["prompt"]
     assert info["trl_format"] == "prompt-completion"
+    assert (info["card"], info["license"], info["gated"]) == (None, None, False)
 
 
 def test_local_zero_rows_still_detects_format(hub, settings, ledger, tmp_path):

@@ -48,10 +48,10 @@ def load_rows(ctx: ToolContext, dataset: str, config: str | None = None, split: 
     """Up to `limit` rows of one split. With `spread`, a Hub sample is taken in pages spread evenly
     over the split rather than from its start. Without `split`, `prefer_split` is taken when it exists."""
     inspect = InspectDatasetTool(ctx)
-    info = inspect.forward(dataset, config=config, split=split, n_rows=0)
+    info = inspect.describe(dataset, config=config, split=split, n_rows=0)
     names = [s["split"] for s in info["splits"] if s["config"] == info["config"]]
     if split is None and prefer_split in names and info["split"] != prefer_split:
-        info = inspect.forward(dataset, config=info["config"], split=prefer_split, n_rows=0)
+        info = inspect.describe(dataset, config=info["config"], split=prefer_split, n_rows=0)
     if info["source"] == "local":
         entry = next(s for s in info["splits"] if s["split"] == info["split"])
         total, rows, notes = read_local_split(Path(entry["path"]), limit)

@@ -3,6 +3,12 @@
 Replies come from recorded real-shaped JSON in tests/fixtures/hub/:
 - `datasets.json`: items as `GET /api/datasets` returns them (also served by `/api/datasets/{id}`);
 - `papers_search.json`: items as `GET /api/papers/search` returns them;
+- `card_<name>.md`: a dataset's README.md (dataset card). `/api/datasets/{id}` lists it in `siblings`
+  and answers its YAML header as `cardData`; `HEAD|GET /datasets/{id}/resolve/{rev}/README.md` answers
+  as huggingface.co does for a small (non-LFS) file: 307 to `/api/resolve-cache/datasets/{id}/{commit}/
+  README.md` carrying X-Repo-Commit and ETag (the git blob id), which answers 200 with the same headers
+  and the file. A file the repo lacks answers 404 EntryNotFound, a revision other than "main" or the
+  repo's sha 404 RevisionNotFound, a gated repo without a granted token 401/403 GatedRepo;
 - `viewer_<name>.json`: `/splits`, `/first-rows` (keyed "config/split") and `/size` replies, and
   optionally the full rows of a split (`rows`, paged by `/rows`; else `/rows` pages the first rows)
   and `/statistics` replies (`statistics`, keyed "config/split"; else 404 ResponseNotFound).
@@ -16,11 +22,12 @@ granted (state["granted_tokens"]); a dataset listed on the Hub with no viewer fi
 ResponseNotReady. `/rows` refuses `length` over 100 with 422 InvalidParameter.
 state["rate_limit"] = n makes the next n `/api/` requests answer 429.
 
-Uploads, as huggingface_hub's create_repo/create_commit speak them: `whoami-v2`, `repos/create`
-(409 when the repo exists), `validate-yaml` (400 on a README whose YAML front matter does not
-parse), `preupload` (every file "regular") and `commit` (ndjson). All need a bearer token (401
-without); the created repos and their files land in state["repos"][repo_id] = {"type", "private",
-"files": {path: bytes}, "commits": [summary]}.
+Uploads, as huggingface_hub's create_repo/create_commit speak them: `whoami-v2` (the user is a
+member of the orgs in state.get("orgs", ["my-org"])), `repos/create` (409 when the repo exists, 403
+in a namespace that is neither the user's nor one of their orgs), `validate-yaml` (400 on a README
+whose YAML front matter does not parse), `preupload` (every file "regular") and `commit` (ndjson).
+All need a bearer token (401 without); the created repos and their files land in
+state["repos"][repo_id] = {"type", "private", "files": {path: bytes}, "commits": [summary]}.
 
     server = serve_hub()
     settings = hub_settings(server, Settings(data_dir=tmp), token=GRANTED_TOKEN)
@@ -49,7 +56,9 @@ PREFERENCE = "ml-intern-fixtures/preference-pairs"
 GATED = "ml-intern-fixtures/gated-medqa"
 NOT_READY = "ml-intern-fixtures/still-processing"
 NOISY = "ml-intern-fixtures/noisy-reviews"
+INJECTION = "ml-intern-fixtures/helpful-reviews"  # its card and one row carry a prompt injection
 FIXTURE_USER = "fixture-user"
+FIXTURE_ORGS = ["my-org"]
 
 SORT_KEYS = {"downloads": "downloads", "likes": "likes", "trendingScore": "trendingScore",
              "lastModified": "lastModified", "createdAt": "createdAt"}
@@ -63,6 +72,22 @@ NOT_READY_MESSAGE = "The server is busier than usual and the response is not rea
 
 def load(name: str):
     return json.loads((FIXTURES / name).read_text())
+
+
+def card_fixture(dataset: str) -> bytes | None:
+    """The README.md of a fixture dataset, as stored on the Hub; None when it has no card."""
+    path = FIXTURES / f"card_{dataset.split('/')[-1]}.md"
+    return path.read_bytes() if dataset.startswith("ml-intern-fixtures/") and path.exists() else None
+
+
+def card_data(card: bytes) -> dict:
+    """The YAML header of a card, as the Hub returns it in `cardData`."""
+    text = card.decode()
+    return (yaml.safe_load(text.split("---")[1]) or {}) if text.startswith("---") else {}
+
+
+def git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def viewer_fixtures() -> dict[str, dict]:
@@ -115,8 +140,75 @@ class FakeHubHandler(FakeHandler):
             self.send_json({"error": "Repository not found"}, status=status,
                            headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
             return
-        self.send_json({**found[0], "cardData": {"license": "apache-2.0"}, "siblings": [
-            {"rfilename": ".gitattributes"}, {"rfilename": "README.md"}]})
+        card = card_fixture(found[0]["id"])
+        siblings = [{"rfilename": ".gitattributes"}] + ([{"rfilename": "README.md"}] if card else [])
+        self.send_json({**found[0], **({"cardData": card_data(card)} if card else {}), "siblings": siblings})
+
+    # files, as hf_hub_download fetches them
+    def _repo_error(self, status: int, code: str, message: str, headers: dict | None = None):
+        self.send_json({"error": message}, status=status,
+                       headers={"X-Error-Code": code, "X-Error-Message": message, **(headers or {})})
+
+    def _dataset_file(self, owner: str, name: str, rev: str, path: str) -> tuple[dict, bytes] | None:
+        """(the dataset's Hub entry, the file) or None after answering the Hub's error."""
+        repo_id = f"{owner}/{name}"
+        found = [d for d in load("datasets.json") if d["id"] == repo_id]
+        if not found:
+            self._repo_error(404 if self.token else 401, "RepoNotFound", "Repository not found")
+            return None
+        entry = found[0]
+        granted = self.token in self.state.get("granted_tokens", {GRANTED_TOKEN})
+        if entry["gated"] and not granted:
+            if self.token:
+                self._repo_error(403, "GatedRepo", f"Access to dataset {repo_id} is restricted and you are not in "
+                                 f"the authorized list. Visit {self.server_url}/datasets/{repo_id} to ask for access.")
+            else:
+                self._repo_error(401, "GatedRepo", f"Access to dataset {repo_id} is restricted. You must have "
+                                 "access to it and be authenticated to access it. Please log in.")
+            return None
+        if rev not in ("main", entry["sha"]):
+            self._repo_error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
+            return None
+        data = card_fixture(repo_id) if path == "README.md" else None
+        if data is None:
+            self._repo_error(404, "EntryNotFound", f"{path} does not exist on \"{rev}\"",
+                             headers={"X-Repo-Commit": entry["sha"]})
+            return None
+        return entry, data
+
+    def _resolve(self, owner: str, name: str, rev: str, path: str):
+        found = self._dataset_file(owner, name, rev, path)
+        if found is None:
+            return
+        entry, data = found
+        etag = f'"{git_blob_id(data)}"'
+        location = (f"/api/resolve-cache/datasets/{owner}/{name}/{entry['sha']}/{path}?"
+                    f"{urlencode({f'/{owner}/{name}/resolve/{rev}/{path}': '', 'etag': etag})}")
+        self.send_text(f"Temporary Redirect. Redirecting to {location}", status=307, headers={
+            "Location": location, "X-Repo-Commit": entry["sha"], "ETag": etag})
+
+    @route("HEAD", r"/datasets/(?P<owner>[^/]+)/(?P<name>[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)")
+    def resolve_head(self, owner: str, name: str, rev: str, path: str):
+        self._resolve(owner, name, rev, path)
+
+    @route("GET", r"/datasets/(?P<owner>[^/]+)/(?P<name>[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)")
+    def resolve_get(self, owner: str, name: str, rev: str, path: str):
+        self._resolve(owner, name, rev, path)
+
+    def _resolve_cache(self, owner: str, name: str, commit: str, path: str):
+        found = self._dataset_file(owner, name, commit, path)
+        if found is not None:
+            entry, data = found
+            self.send_text(data, content_type="text/plain; charset=utf-8", headers={
+                "X-Repo-Commit": entry["sha"], "ETag": f'"{git_blob_id(data)}"', "Accept-Ranges": "bytes"})
+
+    @route("HEAD", r"/api/resolve-cache/datasets/(?P<owner>[^/]+)/(?P<name>[^/]+)/(?P<commit>[^/]+)/(?P<path>.+)")
+    def resolve_cache_head(self, owner: str, name: str, commit: str, path: str):
+        self._resolve_cache(owner, name, commit, path)
+
+    @route("GET", r"/api/resolve-cache/datasets/(?P<owner>[^/]+)/(?P<name>[^/]+)/(?P<commit>[^/]+)/(?P<path>.+)")
+    def resolve_cache_get(self, owner: str, name: str, commit: str, path: str):
+        self._resolve_cache(owner, name, commit, path)
 
     # uploads
     def _authorised(self) -> bool:
@@ -128,7 +220,9 @@ class FakeHubHandler(FakeHandler):
     @route("GET", r"/api/whoami-v2")
     def whoami(self):
         if self._authorised():
-            self.send_json({"type": "user", "name": FIXTURE_USER, "fullname": "Fixture User", "orgs": [],
+            orgs = [{"type": "org", "name": org, "fullname": org, "roleInOrg": "write"}
+                    for org in self.state.get("orgs", FIXTURE_ORGS)]
+            self.send_json({"type": "user", "name": FIXTURE_USER, "fullname": "Fixture User", "orgs": orgs,
                             "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
 
     @route("POST", r"/api/repos/create")
@@ -136,7 +230,12 @@ class FakeHubHandler(FakeHandler):
         if not self._authorised():
             return
         body = self.request_record.json()
-        repo_id = f"{body.get('organization') or FIXTURE_USER}/{body['name']}"
+        namespace = body.get("organization") or FIXTURE_USER
+        if namespace not in [FIXTURE_USER, *self.state.get("orgs", FIXTURE_ORGS)]:
+            self.send_json({"error": f"You don't have the rights to create a {body.get('type', 'model')} under "
+                                     f"the namespace \"{namespace}\""}, status=403)
+            return
+        repo_id = f"{namespace}/{body['name']}"
         repos = self.state.setdefault("repos", {})
         url = f"{self.server_url}/{'datasets/' if body.get('type') == 'dataset' else ''}{repo_id}"
         if repo_id in repos:
