@@ -1,4 +1,4 @@
-"""Generate the shipped fixture data for the `tiny_sentiment` task.
+"""Generate the shipped fixture data for the `tiny_sentiment` and `tiny_sentiment_gen` tasks.
 
 The eval set (`evals/data/tiny_sentiment/test.jsonl`) and the demo's training set
 (`evals/data/demo_train/sentiment_train.jsonl`) use the same sentiment words but disjoint
@@ -6,7 +6,10 @@ sentence templates, so a model must learn the words' polarity, not memorise test
 On the tiny model (`evals.tiny_model`), TRL SFT with lr 3e-3, batch 16 and 150-200 steps lifts
 tiny_sentiment accuracy from chance (~0.5) to ~1.0 in seconds on CPU; at 120 steps or fewer it
 often stays near chance (the model learns the label prior first, then the words).
-Run `python -m evals.fixture_data` to regenerate them (deterministic).
+`tiny_sentiment_gen` asks the same question generatively (the model must write the label word;
+exact match) on 60 other test-template reviews.
+Run `python -m evals.fixture_data` to regenerate them (deterministic), then
+`python -m evals.integrity --write` and pin the printed digest in evals/integrity.py.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
 EVAL_DIR = DATA_DIR / "tiny_sentiment"
+GEN_EVAL_DIR = DATA_DIR / "tiny_sentiment_gen"
 TRAIN_FILE = DATA_DIR / "demo_train" / "sentiment_train.jsonl"
 
 POSITIVE = ["great", "wonderful", "excellent", "delightful", "superb", "lovely", "fantastic",
@@ -66,6 +70,10 @@ def test_rows(n: int = 120, seed: int = 1) -> list[dict]:
     return _rows(TEST_TEMPLATES, n, seed)
 
 
+def gen_test_rows(n: int = 60, seed: int = 2) -> list[dict]:
+    return _rows(TEST_TEMPLATES, n, seed)
+
+
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -73,6 +81,7 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def main() -> None:
     _write_jsonl(EVAL_DIR / "test.jsonl", test_rows())
+    _write_jsonl(GEN_EVAL_DIR / "test.jsonl", gen_test_rows())
     _write_jsonl(TRAIN_FILE, train_rows())
 
 
