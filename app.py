@@ -64,7 +64,13 @@ def render_event(event: Event, messages: list[gr.ChatMessage]) -> None:
                    f" (n={d.get('n_samples')})")
     elif event.kind == "job_update":
         d = event.data
-        content = f"job `{d.get('job_id')}` on {d.get('backend', '?')}: **{d.get('stage')}** {event.text}"
+        progress = d.get("progress") or {}
+        step = f" step {progress['step']}/{progress.get('max_steps')}" if progress.get("step") else ""
+        content = f"job `{d.get('job_id')}` on {d.get('backend', '?')}: **{d.get('stage')}**{step} {event.text}"
+        metadata["id"] = f"job-{d.get('job_id')}"
+        if messages and messages[-1].metadata.get("id") == metadata["id"]:
+            messages[-1].content = content  # one live line per job while it is polled
+            return
     messages.append(gr.ChatMessage(role="assistant", content=content, metadata=metadata))
 
 

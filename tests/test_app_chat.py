@@ -29,3 +29,12 @@ def test_approval_requests_are_shown_with_their_cost():
     render_event(Event("approval", "Approve submit_job?", data={"action": "submit_job", "max_cost_usd": 2.5}),
                  messages)
     assert "max_cost_usd=2.5" in messages[0].content and "Approve" in messages[0].content
+
+
+def test_repeated_job_polls_update_one_message():
+    messages = []
+    for step in (10, 20):
+        render_event(Event("job_update", data={"job_id": "local-1", "backend": "local", "stage": "running",
+                                               "progress": {"step": step, "max_steps": 150}}), messages)
+    render_event(Event("job_update", data={"job_id": "local-1", "backend": "local", "stage": "completed"}), messages)
+    assert len(messages) == 1 and "**completed**" in messages[0].content
