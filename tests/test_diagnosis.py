@@ -218,3 +218,10 @@ def test_diagnose_run_tool_reads_ledger_metrics_and_log(settings, ledger):
     assert tool(run_id=never_submitted)["evidence"] == ["no log lines and no metrics yet"]
     with pytest.raises(ToolError, match="no run 999"):
         tool(run_id=999)
+
+
+def test_a_row_with_a_missing_field_is_a_dataset_format_failure():
+    log = ("Traceback (most recent call last):\n  File \"train.py\", line 80, in <module>\n"
+           "AttributeError: 'NoneType' object has no attribute 'endswith'\n")
+    found = diagnose(log, {}, None)
+    assert found.failure == "dataset_format" and "null field" in found.next_step

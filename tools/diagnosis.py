@@ -65,10 +65,14 @@ LOG_RULES = tuple((name, re.compile(pattern, re.I), step) for name, pattern, ste
      r"KeyError: ['\"](prompt|completion|messages|text|chosen|rejected|answer|question|conversations|label"
      r"|input|output|instruction|solution)['\"]|Unexpected input keys in examples|does not have the columns?"
      r"|Column .{0,80} not in the dataset|must contain either 'messages'|Invalid role in message"
-     r"|DatasetGenerationError|ArrowInvalid",
+     r"|DatasetGenerationError|ArrowInvalid"
+     # a row missing a field the others have: the loader fills None and tokenization trips on it
+     r"|'NoneType' object has no attribute '(endswith|startswith|strip|split|lower|replace)'"
+     r"|can only concatenate str \(not \"NoneType\"\)",
      "Make the rows fit the method: SFT needs `messages` (list of {role, content}), `prompt`+`completion` or "
-     "`text`; DPO needs `prompt`/`chosen`/`rejected`; GRPO needs `prompt`. Check with inspect_dataset, convert "
-     "the columns, then write a new run."),
+     "`text`; DPO needs `prompt`/`chosen`/`rejected`; GRPO needs `prompt`. Rows with a missing or null field "
+     "(check_dataset_quality counts them) must be dropped. Check with inspect_dataset, convert or filter the "
+     "rows, then write a new run."),
     ("hub_access",
      r"RepositoryNotFoundError|GatedRepoError|is not a valid model identifier|401 Client Error|403 Client Error",
      "The Hub refused access: the model or dataset id is wrong, private or gated (accept the gate on its page "
