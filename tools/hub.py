@@ -121,3 +121,18 @@ def feature_type(feature) -> str:
     if kind in ("List", "Sequence", "LargeList"):
         return f"list<{feature_type(feature.get('feature'))}>"
     return kind
+
+
+def new_private_dataset_repo(api: HfApi, settings: Settings, repo_id: str) -> str:
+    """Create a private dataset repo (in the user's namespace when `repo_id` has none); refuse an existing one.
+    Call inside `hub_errors`. Returns the full repo id."""
+    if "/" not in repo_id:
+        repo_id = f"{settings.hf_namespace or api.whoami()['name']}/{repo_id}"
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=True)
+    except HfHubHTTPError as err:
+        if err.response is not None and err.response.status_code == 409:
+            raise ToolError(f"The Hub dataset {repo_id} already exists; pass another hub_dataset_id "
+                            "(this tool only creates new repos).") from err
+        raise
+    return repo_id

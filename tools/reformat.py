@@ -12,14 +12,13 @@ from pathlib import Path
 
 import yaml
 from huggingface_hub import CommitOperationAdd
-from huggingface_hub.errors import HfHubHTTPError
 from smolagents import Tool
 
 from tools.context import ToolContext
 from tools.dataset_formats import SPEAKERS, conversation_turns, render_row, resolve_roles
 from tools.dataset_rows import LoadedRows, load_rows
 from tools.errors import ToolError
-from tools.hub import hf_api, hub_errors
+from tools.hub import hf_api, hub_errors, new_private_dataset_repo
 from tools.untrusted import fence
 
 TARGETS = ("messages", "prompt-completion", "prompt-only", "preference")
@@ -165,15 +164,7 @@ system_prompt="Solve the problem. End with '#### <answer>'.", test_size=0.05)"""
         api = hf_api(settings)
         files = [folder / f"{name}.jsonl" for name in transform["rows"]]
         with hub_errors("reformat_dataset push", settings.hf_endpoint):
-            if "/" not in repo_id:
-                repo_id = f"{settings.hf_namespace or api.whoami()['name']}/{repo_id}"
-            try:
-                api.create_repo(repo_id, repo_type="dataset", private=True)
-            except HfHubHTTPError as err:
-                if err.response is not None and err.response.status_code == 409:
-                    raise ToolError(f"The Hub dataset {repo_id} already exists; pass another hub_dataset_id "
-                                    "(this tool only creates new repos).") from err
-                raise
+            repo_id = new_private_dataset_repo(api, settings, repo_id)
             card = dataset_card(repo_id, transform, loaded, [f.stem for f in files], settings.hf_endpoint)
             operations = [CommitOperationAdd("README.md", card.encode())] + [
                 CommitOperationAdd(f"data/{f.name}", str(f)) for f in files]

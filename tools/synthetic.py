@@ -18,7 +18,6 @@ from pathlib import Path
 
 import yaml
 from huggingface_hub import CommitOperationAdd
-from huggingface_hub.errors import HfHubHTTPError
 from smolagents import Tool
 
 from evals.contamination import ngram_overlap, words
@@ -27,7 +26,7 @@ from tools.dataset_formats import detect_trl_format
 from tools.dataset_quality import near_duplicate_pairs
 from tools.dataset_rows import load_rows
 from tools.errors import ToolError
-from tools.hub import cap_text, hf_api, hub_errors
+from tools.hub import cap_text, hf_api, hub_errors, new_private_dataset_repo
 
 FORMATS = {"messages": ("messages",), "prompt-completion": ("prompt", "completion"),
            "preference": ("prompt", "chosen", "rejected"), "prompt-only": ("prompt",)}
@@ -378,15 +377,7 @@ Example:
         settings = self.ctx.settings
         api = hf_api(settings)
         with hub_errors("generate_synthetic_data push", settings.hf_endpoint):
-            if "/" not in repo_id:
-                repo_id = f"{settings.hf_namespace or api.whoami()['name']}/{repo_id}"
-            try:
-                api.create_repo(repo_id, repo_type="dataset", private=True)
-            except HfHubHTTPError as err:
-                if err.response is not None and err.response.status_code == 409:
-                    raise ToolError(f"The Hub dataset {repo_id} already exists; pass another hub_dataset_id "
-                                    "(this tool only creates new repos).") from err
-                raise
+            repo_id = new_private_dataset_repo(api, settings, repo_id)
             api.create_commit(repo_id, [CommitOperationAdd("README.md", card.encode()),
                                         CommitOperationAdd("data/train.jsonl", str(folder / "train.jsonl"))],
                               repo_type="dataset", commit_message=f"Add {rows} synthetic examples (ml-intern)")
