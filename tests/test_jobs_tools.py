@@ -111,6 +111,7 @@ def test_cancel_and_timeout(tools, tiny_model_dir):
         tools.submit(run_id=run["run_id"])
     waited = tools.wait(job_id=job["job_id"], max_minutes=0.01)
     assert waited["still_running"] is True and waited["stage"] == "running"
+    assert waited["progress"]["step"] == 1 and waited["progress"]["eta_minutes"] > 0
     canceled = tools.cancel(job_id=job["job_id"])
     assert canceled["stage"] == "canceled"
     assert tools.ctx.ledger.get_run(run["run_id"])["status"] == "canceled"

@@ -60,6 +60,14 @@ def _round(value):
     return float(f"{value:.5g}") if isinstance(value, float) and math.isfinite(value) else value
 
 
+def _eta_minutes(status, step: int, max_steps: int | None) -> float | None:
+    """Minutes left at the pace so far (start-up included, so it errs long); None until it can tell."""
+    if status.stage != "running" or not (step and max_steps and status.started_at):
+        return None
+    elapsed = max(0.0, time.time() - status.started_at)
+    return round(elapsed / step * max(0, int(max_steps) - step) / 60, 1)
+
+
 def _is_metric_echo(line: str) -> bool:
     """METRIC lines and the Trainer's own dict echo of them: reported as latest_metrics instead."""
     return line.startswith("METRIC ") or (line.startswith("{'") and "'epoch'" in line)
@@ -104,7 +112,8 @@ class _JobTool(Tool):
         tail = [line[:MAX_LINE_CHARS] for line in log.splitlines() if not _is_metric_echo(line)]
         result = {
             "job_id": job_id, "run_id": run_id, "backend": ctx.jobs.name, "stage": status.stage,
-            "progress": {"step": step, "max_steps": max_steps}, "latest_metrics": latest,
+            "progress": {"step": step, "max_steps": max_steps, "eta_minutes": _eta_minutes(status, step, max_steps)},
+            "latest_metrics": latest,
             "log_tail": "\n".join(tail[-LOG_TAIL_LINES:]), "message": self._message(status, latest, done, log, run_id),
         }
         if done:
@@ -273,7 +282,7 @@ Also records the job's metrics and outcome in the experiment ledger.
 Inputs:
 - job_id: the job_id that submit_job returned.
 
-Returns a dict: {"job_id", "run_id", "backend", "stage", "progress": {"step", "max_steps"},
+Returns a dict: {"job_id", "run_id", "backend", "stage", "progress": {"step", "max_steps", "eta_minutes"},
 "latest_metrics": {"loss", "learning_rate", "grad_norm", "epoch", ...}, "log_tail", "message",
 "output_dir" (once training finished)}. stage is one of queued, running, completed, error, canceled,
 timeout; on error, log_tail holds the traceback and message says what to do.
