@@ -64,7 +64,7 @@ def test_sft_trains_the_tiny_model_on_the_local_backend(tools, tiny_model_dir, e
     print(f"local SFT, 10 steps: {time.monotonic() - started:.1f}s")
     assert result["stage"] == "completed", result["log_tail"]
     assert result["still_running"] is False
-    assert result["progress"] == {"step": 10, "max_steps": 10}
+    assert result["progress"] == {"step": 10, "max_steps": 10, "eta_minutes": None}  # done: nothing left
     assert set(result["latest_metrics"]) >= {"loss", "learning_rate", "grad_norm", "epoch"}
     assert result["output_dir"] == run["output_dir"]
     checkpoint = tools.ctx.settings.data_dir.resolve() / "runs" / str(run["run_id"]) / "checkpoint"
