@@ -342,25 +342,27 @@ class FakeHubHandler(FakeHandler):
         if fixture:
             self.send_json(fixture["splits"])
 
-    @route("GET", r"/first-rows")
-    def first_rows(self):
+    def _viewer_split(self):
+        """The viewer fixture and its "config/split" key, or (None, None) after answering the error."""
         fixture = self._viewer_dataset()
         if not fixture:
-            return
+            return None, None
         key = f"{self.query.get('config')}/{self.query.get('split')}"
         if key not in fixture["first-rows"]:
             self._viewer_error(404, "ResponseNotFound", "Not found.")
-            return
-        self.send_json(fixture["first-rows"][key])
+            return None, None
+        return fixture, key
+
+    @route("GET", r"/first-rows")
+    def first_rows(self):
+        fixture, key = self._viewer_split()
+        if fixture:
+            self.send_json(fixture["first-rows"][key])
 
     @route("GET", r"/rows")
     def rows(self):
-        fixture = self._viewer_dataset()
+        fixture, key = self._viewer_split()
         if not fixture:
-            return
-        key = f"{self.query.get('config')}/{self.query.get('split')}"
-        if key not in fixture["first-rows"]:
-            self._viewer_error(404, "ResponseNotFound", "Not found.")
             return
         offset, length = int(self.query.get("offset", 0)), int(self.query.get("length", 100))
         if length > 100 or length < 0 or offset < 0:
