@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agent.target import Target
 from evals.fixture_data import TRAIN_FILE
-from tools.scripts import DEFAULT_MAX_STEPS
+from tools.training.scripts import DEFAULT_MAX_STEPS
 
 DEMO_ITERATE_PLAN = Path(__file__).parent / "demo_iterate_plan.yaml"
 DEMO_TASK = ("Scripted offline demo: improve the tiny model `base_model` on the tiny_sentiment "

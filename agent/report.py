@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from agent.redact import redact
 from agent.target import Budget, Target, TargetError, parse_targets
 from tools.ledger import Ledger, is_full_eval
 from tools.lineage import (
@@ -25,6 +24,7 @@ from tools.lineage import (
     primary_task,
     runs_in_order,
 )
+from tools.redact import redact
 from tools.settings import Settings
 
 # A difference smaller than this many combined standard errors is reported as within noise.
@@ -162,7 +162,7 @@ def model_card(tree: dict, best: dict, repo_id: str):
     table and reproduction commands in its body."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    from tools.scripts import HUB_ID, is_local_path
+    from tools.training.scripts import HUB_ID, is_local_path
 
     run = find_run(tree, best["run_id"])
     results = [e for e in run["evals"] if is_full_eval(e)]
@@ -189,7 +189,7 @@ def push_best_model(ledger: Ledger, experiment_id: int, settings: Settings, repo
     """Upload the best evaluated checkpoint of the experiment and its model card in one commit."""
     from huggingface_hub import CommitOperationAdd
 
-    from tools.hub import hf_api
+    from tools.backends.hub import hf_api
 
     tree = ledger.experiment_tree(experiment_id)
     best = best_evals(tree) if tree else []

@@ -17,11 +17,11 @@ from smolagents.models import ChatMessageStreamDelta
 from agent.builder import build_agent
 from agent.config import AgentConfig
 from agent.events import EVENT_KINDS, PERSISTED_KINDS, Event
-from agent.redact import redact
 from agent.target import Budget, RunGuard, Target, goal_text
+from tools.backends.jobs import make_job_backend
 from tools.context import ToolContext
-from tools.job_backends import make_job_backend
 from tools.ledger import Ledger
+from tools.redact import redact
 
 _END = object()
 APPROVAL_TIMEOUT_S = 15 * 60

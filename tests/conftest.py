@@ -36,3 +36,41 @@ def settings(data_dir):
 @pytest.fixture
 def ledger(data_dir):
     return Ledger.in_dir(data_dir)
+
+
+EXPERIMENT_CONFIG = {"model": "m", "dataset": "d", "output_dir": "x", "method": "sft", "learning_rate": 0.003,
+          "max_steps": 15, "per_device_train_batch_size": 16, "lora": False, "lora_r": 16}
+
+
+def _build_experiment(ledger: Ledger, checkpoint: str = "/ckpt/2") -> dict:
+    """An experiment as the tools record it: a reformatted dataset, a baseline, a short first run, a child
+    run that changed one thing, a sibling that failed, and their evals (one a max_samples smoke check)."""
+    exp = ledger.create_experiment("improve tiny on tiny_sentiment", base_model="tiny", target="tiny_sentiment>=0.6")
+    data = ledger.record_dataset("raw/reviews", "/data/ds1", format="prompt-completion", rows=360,
+                                 transform={"from": "alpaca", "to": "prompt-completion"}, experiment_id=exp)
+    ledger.record_eval("tiny", "tiny_sentiment", "acc", 0.5, stderr=0.046, n_samples=120, is_baseline=True,
+                       experiment_id=exp, command="python -m evals.runner --model tiny --task tiny_sentiment")
+    first = ledger.create_run("sft", "tiny", "/data/ds1", experiment_id=exp, config=EXPERIMENT_CONFIG,
+                              status="completed",
+                              started_at=100.0, finished_at=114.0, job_id="local-1", backend="local",
+                              script_path="/runs/1/train.py", script_sha256="a" * 64, output_dir="/ckpt/1")
+    ledger.record_eval("/ckpt/1", "tiny_sentiment", "acc", 0.5, stderr=0.046, n_samples=120,
+                       experiment_id=exp, run_id=first)
+    child = ledger.create_run("sft", "tiny", "/data/ds1", experiment_id=exp, parent_run_id=first,
+                              change="max_steps 15 → 150", config={**EXPERIMENT_CONFIG, "max_steps": 150},
+                              status="completed", started_at=200.0, finished_at=260.0, job_id="local-2",
+                              backend="local", script_path="/runs/2/train.py", script_sha256="b" * 64,
+                              output_dir=checkpoint, cost_usd=0.25)
+    ledger.record_eval(checkpoint, "tiny_sentiment", "acc", 0.71, stderr=0.042, n_samples=120, experiment_id=exp,
+                       run_id=child, command=f"python -m evals.runner --model {checkpoint} --task tiny_sentiment")
+    ledger.record_eval(checkpoint, "tiny_sentiment", "acc", 1.0, n_samples=5, experiment_id=exp, run_id=child,
+                       details={"max_samples": 5})
+    failed = ledger.create_run("sft", "tiny", "/data/ds1", experiment_id=exp, parent_run_id=first,
+                               config={**EXPERIMENT_CONFIG, "learning_rate": 0.1}, status="failed", error="loss is nan")
+    return {"experiment": exp, "dataset": data, "first": first, "child": child, "failed": failed}
+
+
+@pytest.fixture
+def build_experiment():
+    """`build_experiment(ledger, checkpoint=...)`: record a small, complete experiment; returns its ids."""
+    return _build_experiment

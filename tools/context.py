@@ -14,7 +14,7 @@ from tools.ledger import Ledger
 from tools.settings import Settings
 
 if TYPE_CHECKING:
-    from tools.job_backends import JobBackend
+    from tools.backends.jobs import JobBackend
 
 Emit = Callable[[str, dict], None]
 

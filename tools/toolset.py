@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from smolagents import Tool
 
-from tools.citations import CitationGraphTool
-from tools.code_search import SearchCodeExamplesTool
 from tools.context import ToolContext
-from tools.dataset_quality import CheckDatasetQualityTool
-from tools.datasets import InspectDatasetTool, SearchDatasetsTool
-from tools.diagnosis import DiagnoseRunTool
-from tools.evaluation import CollectEvaluationTool, RunEvaluationTool
-from tools.jobs import CancelJobTool, JobLogsTool, JobStatusTool, SubmitJobTool, WaitForJobTool
-from tools.library_docs import LookupApiTool, SearchDocsTool
-from tools.paper_reader import ReadPaperTool
-from tools.papers import SearchPapersTool
-from tools.preflight import PreflightTool
-from tools.recipe import ExtractRecipeTool
-from tools.reformat import ReformatDatasetTool
-from tools.scripts import WriteTrainingScriptTool
-from tools.smoke_run import SmokeRunTool
-from tools.synthetic import GenerateSyntheticDataTool
+from tools.data.datasets import InspectDatasetTool, SearchDatasetsTool
+from tools.data.quality import CheckDatasetQualityTool
+from tools.data.reformat import ReformatDatasetTool
+from tools.data.synthetic import GenerateSyntheticDataTool
+from tools.evaluation.evaluate import CollectEvaluationTool, RunEvaluationTool
+from tools.research.citations import CitationGraphTool
+from tools.research.code_search import SearchCodeExamplesTool
+from tools.research.library_docs import LookupApiTool, SearchDocsTool
+from tools.research.paper_reader import ReadPaperTool
+from tools.research.papers import SearchPapersTool
+from tools.research.recipe import ExtractRecipeTool
+from tools.training.diagnosis import DiagnoseRunTool
+from tools.training.jobs import CancelJobTool, JobLogsTool, JobStatusTool, SubmitJobTool, WaitForJobTool
+from tools.training.preflight import PreflightTool
+from tools.training.scripts import WriteTrainingScriptTool
+from tools.training.smoke_run import SmokeRunTool
 
 TOOL_CLASSES = (
     # research

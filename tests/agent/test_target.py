@@ -1,0 +1,154 @@
+"""Targets and budgets: parsing, the final-answer check, and the budget guard stopping a real session."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from agent.config import AgentConfig
+from agent.session import Session
+from agent.target import Budget, RunGuard, Target, TargetError, explains_unreachable, goal_text, parse_targets
+from tools.backends.jobs import LocalJobBackend
+from tools.context import ToolContext
+
+UNREACHABLE_ANSWER = ("Target unreachable: after three runs the best tiny_sentiment accuracy is 0.52 against a "
+                      "baseline of 0.50, and the loss is flat at 0.69 because the data carries no label signal.")
+
+
+def test_parse_one_and_several_targets():
+    assert parse_targets("gsm8k>=0.60") == [Target("gsm8k", ">=", 0.6)]
+    assert parse_targets(" gsm8k >= 60% , ifeval>0.5,perplexity<12") == [
+        Target("gsm8k", ">=", 0.6), Target("ifeval", ">", 0.5), Target("perplexity", "<", 12.0)]
+    [target] = parse_targets("mmlu|5<=0.9")
+    assert (target.task, target.lower_is_better, str(target)) == ("mmlu|5", True, "mmlu|5<=0.9")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty"),
+    ("gsm8k=0.6", "cannot read the target 'gsm8k=0.6'"),
+    ("gsm8k>=high", "then a number"),
+    (">=0.6", "write TASK then"),
+    ("gsm8k>=150%", "more than 100%"),
+    ("gsm8k>=0.5,gsm8k>=0.6", "two targets"),
+])
+def test_bad_targets_say_what_is_expected(text, message):
+    with pytest.raises(TargetError, match=message):
+        parse_targets(text)
+
+
+def test_target_comparators():
+    assert Target("t", ">=", 0.6).met_by(0.6) and not Target("t", ">", 0.6).met_by(0.6)
+    assert Target("t", "<", 2).met_by(1.5) and not Target("t", "<=", 2).met_by(2.5)
+    assert not Target("t", ">=", 0.6).met_by(None)
+
+
+def test_budget_validation_and_text():
+    assert str(Budget(usd=20, hours=10)) == "$20, 10 h" and not Budget()
+    with pytest.raises(ValueError, match="--budget-usd must be a positive number"):
+        Budget(usd=0)
+
+
+def test_goal_text_carries_target_and_budget():
+    text = goal_text("improve it", [Target("gsm8k", ">=", 0.6)], Budget(usd=20))
+    assert text.startswith("improve it") and "gsm8k>=0.6" in text and "$20" in text
+    assert goal_text("improve it", [], Budget()) == "improve it"
+
+
+def test_unreachable_needs_the_phrase_numbers_and_a_reason():
+    assert explains_unreachable(UNREACHABLE_ANSWER)
+    assert not explains_unreachable("Target unreachable.")
+    assert not explains_unreachable("I tried hard and the model is as good as it gets with this data for now.")
+
+
+@pytest.fixture
+def guard_ctx(settings, ledger):
+    return ToolContext(settings=settings, ledger=ledger, jobs=LocalJobBackend(settings.data_dir), goal="improve t")
+
+
+def test_final_answer_check_rejects_early_and_accepts_met_or_explained(guard_ctx, ledger):
+    guard = RunGuard(guard_ctx, parse_targets("t>=0.6"), Budget(usd=20))
+    experiment = guard.start()
+    assert ledger.get_experiment(experiment)["target"] == "t>=0.6"
+    run = ledger.create_run("sft", "m", "d", experiment_id=experiment)
+    ledger.record_eval("m", "t", "acc", 0.5, is_baseline=True, experiment_id=experiment)
+    ledger.record_eval("ck", "t", "acc", 0.55, experiment_id=experiment, run_id=run)
+    ledger.record_eval("ck", "t", "acc", 0.9, experiment_id=experiment, run_id=run,
+                       details={"max_samples": 5})  # a smoke check does not count
+
+    with pytest.raises(ValueError, match=r"not met yet: t>=0.6 \(best so far 0.55 \(run 1\)\).*target unreachable"):
+        guard.target_is_met_or_unreachable("Done: the model is better now.")
+    assert guard.target_is_met_or_unreachable(UNREACHABLE_ANSWER)
+    ledger.record_eval("ck", "t", "acc", 0.61, experiment_id=experiment, run_id=run)
+    assert guard.target_is_met_or_unreachable("Done.")
+    assert guard.settle("Done.") == "met"
+    assert ledger.get_experiment(experiment)["stop_reason"] == "t>=0.6 met by run 1 (0.610)"
+
+
+def test_settle_statuses(guard_ctx, ledger):
+    guard = RunGuard(guard_ctx, parse_targets("t>=0.6"), Budget())
+    guard.start()
+    assert guard.settle(None) == "stopped"
+    assert guard.settle(UNREACHABLE_ANSWER) == "unreachable"
+    assert RunGuard(guard_ctx, [], Budget()).settle("ok") == "done"
+
+
+def test_time_budget_and_llm_cost_count(guard_ctx):
+    now = [0.0]
+    guard = RunGuard(guard_ctx, [], Budget(usd=1, hours=2), llm_cost=lambda: 0.4, clock=lambda: now[0])
+    experiment = guard.start()
+    now[0] = guard_ctx.ledger.get_experiment(experiment)["created_at"] + 3600
+    assert guard.over_budget() is None and guard.spent()["usd"] == pytest.approx(0.4)
+    now[0] += 3600
+    assert guard.over_budget() == "time budget spent: 2.00 h of 2 h"
+
+
+def test_budget_guard_stops_the_agent_and_records_why(tmp_path, settings, ledger):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump([
+        {"thought": "Look around.", "code": "print('step one')"},
+        {"thought": "Keep going.", "code": "print('step two')"},
+        {"thought": "Done.", "code": "final_answer('done')"},
+    ]))
+    config = AgentConfig(backend="scripted", model_id="scripted", scripted_plan=plan, settings=settings,
+                         auto_approve=True)
+    session = Session(config, ledger=ledger, targets=parse_targets("tiny_sentiment>=0.6"), budget=Budget(usd=20))
+    experiment = session.ctx.current_experiment()
+    # a finished run that already cost more than the budget (as an HF Jobs run records it)
+    ledger.create_run("sft", "m", "d", experiment_id=experiment, status="completed", cost_usd=25.0)
+    sleeper = tmp_path / "sleep.py"
+    sleeper.write_text("import time\ntime.sleep(120)\n")
+    running = ledger.create_run("sft", "m", "d", experiment_id=experiment, status="running")
+    job_id = session.ctx.jobs.submit(sleeper, run_id=running)
+    ledger.update_run(running, job_id=job_id)
+
+    events = list(session.run("improve the tiny model"))
+
+    texts = [e.text for e in events]
+    assert "step one" in "".join(texts) and "step two" not in "".join(texts)
+    assert not [e for e in events if e.kind in ("final_answer", "error")], texts
+    [stop] = [e for e in events if e.kind == "notice" and "Stopping" in e.text]
+    assert "budget spent: $25.00 of $20" in stop.text
+    assert session.guard.settle(session.final_answer) == "budget_exhausted"
+    row = ledger.get_experiment(experiment)
+    assert (row["status"], row["stop_reason"]) == ("budget_exhausted", "budget spent: $25.00 of $20")
+    assert ledger.get_run(running)["status"] == "canceled" and f"canceled jobs {job_id}" in stop.text
+    assert session.ctx.jobs.status(job_id).stage == "canceled"
+
+
+def test_premature_final_answer_is_fed_back_to_the_model(tmp_path, settings, ledger):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump([
+        {"thought": "Claim victory.", "code": "final_answer('all done')"},
+        {"thought": "Explain instead.", "code": f"final_answer({UNREACHABLE_ANSWER!r})"},
+    ]))
+    config = AgentConfig(backend="scripted", model_id="scripted", scripted_plan=plan, settings=settings,
+                         auto_approve=True)
+    session = Session(config, ledger=ledger, targets=parse_targets("tiny_sentiment>=0.6"))
+    events = list(session.run("improve the tiny model"))
+
+    [error] = [e for e in events if e.kind == "error"]
+    assert "target_is_met_or_unreachable" in error.text and "not met yet" in error.text
+    assert events[-1].kind == "final_answer" and events[-1].text == UNREACHABLE_ANSWER
+    memory = session._agent.memory.steps
+    assert any("not met yet" in str(getattr(step, "error", "")) for step in memory)
+    assert session.guard.settle(session.final_answer) == "unreachable"

@@ -1,0 +1,73 @@
+"""The experiment tree in one ledger call, and how it is walked, rendered and plotted."""
+
+from __future__ import annotations
+
+from tools.lineage import config_diff, hyperparameters, render_tree, runs_in_order, score_series, walk_runs
+
+
+def test_experiment_tree_holds_the_whole_lineage(ledger, build_experiment):
+    ids = build_experiment(ledger)
+    other = ledger.create_experiment("another")
+    ledger.create_run("sft", "m", "elsewhere", experiment_id=other)
+
+    tree = ledger.experiment_tree(ids["experiment"])
+
+    assert tree["experiment"]["goal"] == "improve tiny on tiny_sentiment"
+    assert [d["id"] for d in tree["datasets"]] == [ids["dataset"]]
+    assert tree["datasets"][0]["transform"] == {"from": "alpaca", "to": "prompt-completion"}
+    assert [b["value"] for b in tree["baselines"]] == [0.5]
+    [root] = tree["runs"]
+    assert root["id"] == ids["first"] and root["config"]["max_steps"] == 15 and "config_json" not in root
+    assert root["duration_s"] == 14.0 and root["dataset_id"] == ids["dataset"]
+    assert [e["value"] for e in root["evals"]] == [0.5]
+    child, failed = root["children"]
+    assert (child["id"], child["parent_run_id"], child["change"]) == (ids["child"], ids["first"], "max_steps 15 → 150")
+    assert [e["value"] for e in child["evals"]] == [0.71, 1.0]
+    assert child["evals"][1]["details"] == {"max_samples": 5}
+    assert failed["status"] == "failed" and failed["children"] == []
+    assert [depth for depth, _ in walk_runs(tree)] == [0, 1, 1]
+    assert [n["id"] for n in runs_in_order(tree)] == [ids["first"], ids["child"], ids["failed"]]
+    assert ledger.experiment_tree(999) is None
+
+
+def test_best_eval_skips_smoke_checks_and_follows_the_direction(ledger, build_experiment):
+    ids = build_experiment(ledger)
+    assert ledger.best_eval(ids["experiment"], "tiny_sentiment")["value"] == 0.71
+    assert ledger.best_eval(ids["experiment"], "tiny_sentiment", lower_is_better=True)["value"] == 0.5
+    assert ledger.experiment_cost(ids["experiment"]) == 0.25
+    [row] = [r for r in ledger.experiments_table() if r["id"] == ids["experiment"]]
+    assert (row["best"], row["target"], row["cost_usd"]) == (0.71, "tiny_sentiment>=0.6", 0.25)
+
+
+def test_render_tree_shows_parents_changes_and_scores(ledger, build_experiment):
+    ids = build_experiment(ledger)
+    text = render_tree(ledger.experiment_tree(ids["experiment"]))
+    lines = text.splitlines()
+    assert lines[0] == (f"experiment {ids['experiment']}: improve tiny on tiny_sentiment  [open]  "
+                        "target tiny_sentiment>=0.6")
+    assert "  baseline  tiny_sentiment acc 0.500 ± 0.046 (n=120)  model tiny" in lines
+    assert any(line.startswith(f"  dataset {ids['dataset']}  /data/ds1 (prompt-completion, 360 rows)  ← raw/reviews")
+               for line in lines)
+    child = next(line for line in lines if f"run {ids['child']}" in line)
+    assert child.startswith(f"    └─ run {ids['child']} (child of run {ids['first']}: max_steps 15 → 150)  "
+                            "sft [completed]")
+    assert "max_steps 150" in child and "60 s" in child and "$0.25" in child
+    # a child without a recorded change shows what differs in its config
+    assert f"(child of run {ids['first']}: learning_rate 0.003 → 0.1)" in text and "error: loss is nan" in text
+    assert "eval 3  tiny_sentiment acc 0.710 ± 0.042 (n=120)  Δ +0.210" in text
+    assert "(max_samples: not comparable)" in text
+
+
+def test_score_series_is_in_run_order_without_smoke_checks(ledger, build_experiment):
+    ids = build_experiment(ledger)
+    series = score_series(ledger.experiment_tree(ids["experiment"]))
+    assert [(p["iteration"], p["run_id"], p["score"]) for p in series] == [(1, ids["first"], 0.5),
+                                                                          (2, ids["child"], 0.71)]
+
+
+def test_hyperparameters_and_config_diff():
+    config = {"model": "m", "dataset": "d", "output_dir": "x", "method": "sft", "learning_rate": 0.003,
+              "max_steps": 15, "per_device_train_batch_size": 16, "lora": False, "lora_r": 16}
+    assert hyperparameters(config) == "lr 0.003, max_steps 15, batch 16"
+    assert hyperparameters({**config, "lora": True}) == "lr 0.003, max_steps 15, batch 16, lora, lora_r 16"
+    assert config_diff(config, {**config, "max_steps": 150, "output_dir": "y"}) == "max_steps 15 → 150"

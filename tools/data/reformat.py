@@ -1,0 +1,246 @@
+"""reformat_dataset: convert a Hub or local dataset into a TRL format, clean it, split it, save it
+under <data_dir>/datasets/<name>/, optionally push it to the Hub with a card naming its source,
+and record the exact transformation in the ledger so a training run traces back to its data.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import yaml
+from huggingface_hub import CommitOperationAdd
+from smolagents import Tool
+
+from tools.backends.hub import hf_api, hub_errors, new_private_dataset_repo
+from tools.context import ToolContext
+from tools.data.formats import SPEAKERS, conversation_turns, render_row, resolve_roles
+from tools.data.rows import LoadedRows, load_rows
+from tools.errors import ToolError
+from tools.untrusted import fence
+
+TARGETS = ("messages", "prompt-completion", "prompt-only", "preference")
+MAX_HUB_ROWS = 20_000  # 200 viewer calls; bigger sets are converted inside a job with `datasets`
+SEED = 42
+HUB_REPO = re.compile(r"^(?:[\w.-]{1,96}/)?[\w-](?:[\w.-]{0,94}[\w-])?$")
+
+
+class ReformatDatasetTool(Tool):
+    name = "reformat_dataset"
+    description = """Convert a dataset into a TRL training format, clean it, split it and save it (optionally
+push it to the Hub); the transformation is recorded in the experiment ledger.
+
+Inputs: dataset (Hub id or local .jsonl/.json path), target_format ("messages" for SFT,
+"prompt-completion" for SFT, "prompt-only" for GRPO: prompt plus an `answer` column holding the final
+answer, taken from GSM8K's "#### N" or \\boxed{} when present, "preference" for DPO),
+column_map (optional {role: column}; roles: prompt, completion, input, system, conversations, chosen,
+rejected; detected from usual names when omitted: ShareGPT conversations from/value, messages,
+Alpaca instruction/input/output, question/answer, problem/solution, prompt/chosen/rejected),
+system_prompt (added as the first turn), filter_min_chars (drop rows whose prompt or reply is
+shorter), max_rows (rows to read), test_size (fraction like 0.1 or a row count; seed 42),
+split (source split, default "train"), push_to_hub and hub_dataset_id ("owner/name" or "name";
+a new private dataset repo; needs HF_TOKEN), config (source config).
+Always drops empty rows and exact duplicates. Saved to <data_dir>/datasets/<name>/{train,test}.jsonl.
+Returns {"dataset_id": ledger id, "path": folder, "rows": total, "format", "splits": {"train": n,
+"test": n}, "hub_id": str|None, "source_shape", "columns": {role: column}, "dropped": {reason: n},
+"sample": first 2 rows (fenced text), "notes"}.
+Example: out = reformat_dataset(dataset="openai/gsm8k", config="main", target_format="prompt-only",
+system_prompt="Solve the problem. End with '#### <answer>'.", test_size=0.05)"""
+    inputs = {
+        "dataset": {"type": "string", "description": "Hub dataset id (owner/name) or a local path."},
+        "target_format": {"type": "string", "description": "messages, prompt-completion, prompt-only or preference."},
+        "column_map": {"type": "object", "description": "Optional {role: source column}, e.g. "
+                       "{\"prompt\": \"question\", \"completion\": \"answer\"}.", "nullable": True},
+        "system_prompt": {"type": "string", "description": "System prompt to add to every row.", "nullable": True},
+        "filter_min_chars": {"type": "integer", "description": "Drop rows whose prompt or reply has fewer "
+                             "characters.", "nullable": True},
+        "max_rows": {"type": "integer", "description": "Read at most this many source rows.", "nullable": True},
+        "test_size": {"type": "number", "description": "Held-out test split: a fraction (0-1) or a row count.",
+                      "nullable": True},
+        "split": {"type": "string", "description": "Source split; default train.", "nullable": True},
+        "push_to_hub": {"type": "boolean", "description": "Push to a new private Hub dataset repo.",
+                        "nullable": True},
+        "hub_dataset_id": {"type": "string", "description": "Repo id for the push: owner/name or name.",
+                           "nullable": True},
+        "config": {"type": "string", "description": "Source config (subset) name.", "nullable": True},
+    }
+    output_type = "object"
+
+    def __init__(self, ctx: ToolContext):
+        super().__init__()
+        self.ctx = ctx
+
+    def forward(self, dataset: str, target_format: str, column_map: dict | None = None,
+                system_prompt: str | None = None, filter_min_chars: int | None = None,
+                max_rows: int | None = None, test_size: float | None = None, split: str | None = "train",
+                push_to_hub: bool | None = False, hub_dataset_id: str | None = None,
+                config: str | None = None) -> dict:
+        if target_format not in TARGETS:
+            raise ToolError(f"Unknown target_format {target_format!r}; supported: {', '.join(TARGETS)}.")
+        if push_to_hub and not self.ctx.settings.hf_token:
+            raise ToolError("push_to_hub needs an HF token with write access: set HF_TOKEN, or call again "
+                            "with push_to_hub=False to save the dataset locally only.")
+        if hub_dataset_id and not HUB_REPO.match(hub_dataset_id):
+            raise ToolError(f"hub_dataset_id {hub_dataset_id!r} is not a repo id: use \"owner/name\" or \"name\" "
+                            "with letters, digits, '-', '_' and '.' (at most 96 characters).")
+        if max_rows is not None and int(max_rows) < 1:
+            raise ToolError("max_rows must be a positive number of rows.")
+        limit = int(max_rows) if max_rows else None
+        loaded = load_rows(self.ctx, dataset, config=config, split=split,
+                           limit=limit or (MAX_HUB_ROWS if not _is_local(self.ctx, dataset) else 10**9))
+        if not loaded.rows:
+            raise ToolError(f"{loaded.dataset} ({loaded.config}/{loaded.split}) has no rows to convert.")
+        columns = sorted({k for r in loaded.rows for k in r})
+        shape, roles = resolve_roles(columns, loaded.rows[0], column_map or {}, target_format)
+        rows, dropped, answers, speakers = self._convert(loaded, shape, roles, target_format, system_prompt,
+                                                         filter_min_chars)
+        if not rows:
+            raise ToolError(f"No rows left after dropping {dropped}; check column_map and filter_min_chars.")
+        splits = split_rows(rows, test_size)
+        notes = list(loaded.notes)
+        if dropped.get("unknown_speaker"):
+            notes.append(f"{dropped['unknown_speaker']} rows had turns from speakers other than "
+                         f"{', '.join(SPEAKERS)} and were dropped.")
+        if loaded.total and len(loaded.rows) < loaded.total:
+            notes.append(f"Read {len(loaded.rows)} of {loaded.total} rows" + (
+                "" if limit else f" (the viewer limit here is {MAX_HUB_ROWS}; convert the full set inside a "
+                "training job with datasets.load_dataset)") + ".")
+        folder = _new_folder(self.ctx.settings.data_dir / "datasets", hub_dataset_id, loaded, target_format)
+        for name, part in splits.items():
+            _write_jsonl(folder / f"{name}.jsonl", part)
+        transform = {
+            "tool": "reformat_dataset", "source": loaded.describe(), "source_shape": shape, "columns": roles,
+            "target_format": target_format, "system_prompt": system_prompt,
+            "filter_min_chars": filter_min_chars, "dedupe": "exact, after lowercasing and collapsing whitespace",
+            "drop_empty": True, "max_rows": limit, "test_size": test_size, "seed": SEED, "dropped": dropped,
+            "rows": {k: len(v) for k, v in splits.items()},
+            **({"speaker_map": speakers} if speakers else {}),
+            **({"answer_extracted_from": answers} if answers else {}),
+        }
+        hub_id, push_error = None, None
+        if push_to_hub:
+            try:
+                hub_id = self._push(folder, hub_dataset_id or folder.name, transform, loaded)
+            except ToolError as err:
+                push_error = str(err)
+        dataset_id = self.ctx.ledger.record_dataset(
+            source=loaded.dataset, path=str(folder), format=target_format, rows=len(rows), transform=transform,
+            experiment_id=self.ctx.current_experiment(), hub_id=hub_id)
+        if push_error:
+            raise ToolError(f"Saved {len(rows)} rows to {folder} (ledger dataset {dataset_id}), but the push "
+                            f"failed: {push_error}")
+        return {"dataset_id": dataset_id, "path": str(folder), "rows": len(rows), "format": target_format,
+                "splits": {k: len(v) for k, v in splits.items()}, "hub_id": hub_id, "source_shape": shape,
+                "columns": roles, "dropped": dropped, "notes": notes,
+                "sample": fence(json.dumps(rows[:2], ensure_ascii=False), f"dataset:{loaded.dataset} converted rows",
+                                2000)}
+
+    def _convert(self, loaded: LoadedRows, shape: str, roles: dict, target: str, system_prompt: str | None,
+                 min_chars: int | None):
+        out, seen = [], set()
+        dropped = {"empty": 0, "too_short": 0, "duplicates": 0, "unknown_speaker": 0, "identical_pair": 0}
+        answers, speakers = {}, {}
+        for row in loaded.rows:
+            example, reason = conversation_turns(row, shape, roles, loaded.label_names, system_prompt, speakers)
+            if example is not None:
+                converted, reason, how = render_row(example, target, min_chars)
+            if reason is not None:
+                dropped[reason] += 1
+                continue
+            key = " ".join(json.dumps(converted, sort_keys=True, ensure_ascii=False).lower().split())
+            if key in seen:
+                dropped["duplicates"] += 1
+                continue
+            seen.add(key)
+            out.append(converted)
+            if how:
+                answers[how] = answers.get(how, 0) + 1
+        return out, {k: v for k, v in dropped.items() if v}, answers, speakers
+
+    def _push(self, folder: Path, repo_id: str, transform: dict, loaded: LoadedRows) -> str:
+        settings = self.ctx.settings
+        api = hf_api(settings)
+        files = [folder / f"{name}.jsonl" for name in transform["rows"]]
+        with hub_errors("reformat_dataset push", settings.hf_endpoint):
+            repo_id = new_private_dataset_repo(api, settings, repo_id)
+            card = dataset_card(repo_id, transform, loaded, [f.stem for f in files], settings.hf_endpoint)
+            operations = [CommitOperationAdd("README.md", card.encode())] + [
+                CommitOperationAdd(f"data/{f.name}", str(f)) for f in files]
+            api.create_commit(repo_id, operations, repo_type="dataset",
+                              commit_message=f"Add {transform['target_format']} data converted from "
+                                             f"{_public_name(loaded)}")
+        return repo_id
+
+
+def dataset_card(repo_id: str, transform: dict, loaded: LoadedRows, splits: list[str], endpoint: str) -> str:
+    """README.md for the pushed dataset: YAML front matter (configs, tags) and where the data came from."""
+    meta = {"pretty_name": repo_id.split("/")[-1], "tags": ["ml-intern", "trl", transform["target_format"]],
+            "configs": [{"config_name": "default",
+                         "data_files": [{"split": s, "path": f"data/{s}.jsonl"} for s in splits]}]}
+    if loaded.source == "hub":
+        origin = (f"[{loaded.dataset}]({endpoint}/datasets/{loaded.dataset}) (config `{loaded.config}`, "
+                  f"split `{loaded.split}`)")
+        meta["source_datasets"] = [loaded.dataset]
+    else:
+        origin = f"the local file `{_public_name(loaded)}`"
+    source = {k: v for k, v in transform["source"].items() if k != "path"}
+    public = {**transform, "source": {**source, "dataset": _public_name(loaded)}}
+    return (f"---\n{yaml.safe_dump(meta, sort_keys=False)}---\n\n# {repo_id.split('/')[-1]}\n\n"
+            f"Converted by ml-intern into the TRL `{transform['target_format']}` format.\n\n"
+            f"## Source\n\nConverted from {origin}: {len(loaded.rows)} rows read"
+            f"{f' of {loaded.total}' if loaded.total else ''}. This derived dataset inherits the source "
+            "dataset's license and terms.\n\n## Transformation\n\n"
+            f"Source shape `{transform['source_shape']}`, columns {json.dumps(transform['columns'])}, "
+            f"rows kept per split {json.dumps(transform['rows'])}, rows dropped {json.dumps(transform['dropped'])}. "
+            f"The full specification:\n\n```json\n{json.dumps(public, indent=2, ensure_ascii=False)}\n```\n")
+
+
+def _public_name(loaded: LoadedRows) -> str:
+    """The source as named on the Hub: its id, or a local file's name without the machine's path."""
+    return loaded.dataset if loaded.source == "hub" else Path(loaded.path or loaded.dataset).name
+
+
+def split_rows(rows: list[dict], test_size: float | None) -> dict[str, list[dict]]:
+    """{"train": rows} or a seeded random {"train", "test"} split; test_size is a fraction or a count."""
+    if not test_size:
+        return {"train": rows}
+    count = round(len(rows) * test_size) if 0 < test_size < 1 else int(test_size)
+    if count < 1 or count >= len(rows):
+        raise ToolError(f"test_size={test_size} leaves no train or no test rows out of {len(rows)}; use a "
+                        "fraction between 0 and 1 or a count smaller than the row count.")
+    order = list(range(len(rows)))
+    random.Random(SEED).shuffle(order)
+    test = set(order[:count])
+    return {"train": [r for i, r in enumerate(rows) if i not in test],
+            "test": [r for i, r in enumerate(rows) if i in test]}
+
+
+def _is_local(ctx: ToolContext, dataset: str) -> bool:
+    path = Path(dataset).expanduser()
+    return path.exists() or (ctx.settings.data_dir / path).exists()
+
+
+def _new_folder(root: Path, hub_dataset_id: str | None, loaded: LoadedRows, target: str) -> Path:
+    """A fresh folder under `root`, named after the Hub repo to push to, else after the source and format."""
+    if hub_dataset_id:
+        base = hub_dataset_id.split("/")[-1]
+    elif loaded.source == "hub":
+        base = f"{loaded.dataset.split('/')[-1]}-{target}"
+    else:
+        path = Path(loaded.path or loaded.dataset)
+        base = f"{path.parent.name if path.stem == loaded.split else path.stem}-{target}"
+    base = re.sub(r"[^\w.-]+", "-", base).strip("-.").lower() or "dataset"
+    folder, n = root / base, 1
+    while folder.exists():
+        n += 1
+        folder = root / f"{base}-{n}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

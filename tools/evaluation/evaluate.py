@@ -1,0 +1,396 @@
+"""The evaluation tools: score a checkpoint with lighteval and record a result you can trust in the ledger.
+
+`run_evaluation` runs `python -m evals.runner ...` in a subprocess (the app never imports lighteval
+or torch, and the recorded command is exactly what reproduces the number), or, with as_job=True,
+submits the same runner as a job (tools.backends.jobs) and returns its id; `collect_evaluation`
+reads the job's EVAL_RESULT line back and records it. Either way, before a score is recorded:
+the shipped eval data is verified against its manifest (evals.integrity), a trained score needs a
+baseline of the starting model on the same task spec (tools.evaluation.checks), its difference from
+that baseline comes with a 95% interval (evals.compare), and the checkpoint's training data is
+checked for overlap with the eval questions: a contaminated score is recorded, flagged and said so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from smolagents import Tool
+
+from evals.catalogue import CATALOGUE, resolve_task, shipped_tasks
+from evals.compare import compare
+from evals.integrity import TamperedEvalData, data_digest, refuse_protected, verify_data
+from evals.runner import RESULT_PREFIX, SAMPLES_PREFIX
+from tools.context import ToolContext
+from tools.errors import ToolError
+from tools.evaluation.checks import check_contamination, contamination_warning, hub_reachable, require_baseline
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EVAL_TIMEOUT_S = 3600
+EVAL_JOB_TIMEOUT_S = 3 * 3600
+STDERR_TAIL_LINES = 20
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+DETAIL_KEYS = ("task_spec", "source", "fewshot", "seed", "lighteval_version", "backend", "device", "data_sha256",
+               "task_options", "details_path", "results_path", "job_details_path", "timings")
+
+
+def _tail(text: str, n: int = STDERR_TAIL_LINES) -> str:
+    """The last `n` lines, keeping only the final state of progress bars redrawn with '\\r'."""
+    lines = [line.rsplit("\r", 1)[-1][:300] for line in text.splitlines()]
+    return "\n".join([line for line in lines if line.strip()][-n:])
+
+
+def _finite(x) -> float | None:
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def eval_jobs_dir(ctx: ToolContext) -> Path:
+    return Path(ctx.settings.data_dir).resolve() / "evals" / "jobs"
+
+
+class _EvaluationTool(Tool):
+    output_type = "object"
+
+    def __init__(self, ctx: ToolContext):
+        self.ctx = ctx
+        super().__init__()
+
+    def record(self, request: dict, result: dict, job: dict | None = None) -> dict:
+        """Check and write one finished evaluation into the ledger; the tool result the agent reads."""
+        ctx = self.ctx
+        ref = resolve_task(request["task"], request.get("task_options"))
+        experiment_id, run_id, is_baseline = request["experiment_id"], request.get("run_id"), request["is_baseline"]
+        run = ctx.ledger.get_run(int(run_id)) if run_id is not None else None
+        base = None if is_baseline else require_baseline(ctx, experiment_id, ref, run, result.get("data_sha256"))
+        if is_baseline:
+            experiment = ctx.ledger.get_experiment(experiment_id) or {}
+            missing = {"base_model": result["model"], "task": ref["key"]}
+            ctx.ledger.update_experiment(experiment_id, **{k: v for k, v in missing.items() if not experiment.get(k)})
+        stderr = _finite(result.get("stderr"))
+        details = {k: result.get(k) for k in DETAIL_KEYS if result.get(k) is not None}
+        details["max_samples"] = request.get("max_samples")
+        details["manifest_verified"] = ref["source"] == "fixture"
+        if job:
+            details["job"] = job
+        if base is not None:
+            details["baseline_eval_id"] = base["id"]
+            details["comparison"] = compare(base, {**result, "stderr": stderr})
+            details["contamination"] = check_contamination(ctx, ref, run_id)
+            details["contaminated"] = bool(details["contamination"].get("contaminated"))
+        eval_id = ctx.ledger.record_eval(
+            model=result["model"], task=ref["key"], metric=result["metric"], value=result["value"], stderr=stderr,
+            is_baseline=is_baseline, experiment_id=experiment_id, run_id=int(run_id) if run_id is not None else None,
+            checkpoint=request.get("checkpoint"), n_samples=result["n_samples"], command=result["command"],
+            details=details)
+        out = {"eval_id": eval_id, "task": ref["key"], "metric": result["metric"], "value": result["value"],
+               "stderr": stderr, "n_samples": result["n_samples"], "is_baseline": is_baseline,
+               "model": result["model"], "command": result["command"]}
+        if base is not None:
+            comparison = details["comparison"]
+            out.update(baseline=base["value"], delta=result["value"] - base["value"], comparison=comparison,
+                       contaminated=details["contaminated"])
+            notes = [f"vs baseline: {comparison['text']}"]
+            if base["n_samples"] != result["n_samples"]:
+                notes.append(f"the baseline used {base['n_samples']} samples and this evaluation "
+                             f"{result['n_samples']}: the delta is not a fair comparison.")
+            if not details["contamination"]["checked"]:
+                notes.append(f"contamination not checked: {details['contamination']['reason']}")
+            out["note"] = " ".join(notes)
+            if details["contaminated"]:
+                out["warning"] = contamination_warning(details["contamination"], ref["key"])
+                out["contamination"] = {k: details["contamination"][k] for k in
+                                        ("contaminated_items", "eval_items", "fraction", "examples")}
+        ctx.emit("eval_result", {**out, "experiment_id": experiment_id, "run_id": run_id})
+        return out
+
+
+class RunEvaluationTool(_EvaluationTool):
+    name = "run_evaluation"
+    description = f"""Evaluate a model checkpoint with lighteval and record the score in the experiment ledger.
+Run it first on the starting model with is_baseline=True: a trained checkpoint's score is refused until
+a baseline of the starting model on the same task exists. Then evaluate every trained checkpoint with
+the same task and the training run's run_id. The result compares it with the baseline (difference,
+95% interval, "within noise" or not) and checks the run's training data for overlap with the eval
+questions ("contaminated": true, with a warning, when they share 8-word sequences).
+
+Inputs:
+- model: a local checkpoint directory (with config.json), e.g. a finished run's output_dir, or a Hub model id.
+- task (default "tiny_sentiment"): an offline fixture ({", ".join(shipped_tasks())}), a benchmark that
+  downloads its data from the Hub ({", ".join(CATALOGUE)}; plain names like "GSM-8K" or "gpqa" work;
+  "gsm8k|0" picks another few-shot setup), or "custom:<local .jsonl/.json file or folder, or Hub dataset
+  id>" with task_options.
+- task_options (custom tasks only): {{"kind": "multiple_choice" or "generative", "question": column,
+  "choices": column (multiple choice), "answer": column (index, letter or text; for generative the
+  reference answer), "match": "exact" | "number" (GSM8K "#### N" or the last number) | "regex:<pattern>",
+  "split": "test", "subset": Hub config, "max_new_tokens": N}}.
+- is_baseline: true for the untrained starting model (default false).
+- run_id: the ledger run that produced this checkpoint (from write_training_script).
+- max_samples: evaluate only N samples (smoke checks; not comparable with full evaluations).
+- as_job: run as a job on the compute backend instead of here (default false); returns a job_id at once.
+  Then call collect_evaluation(job_id) to wait for it and record the score.
+- flavor: HF Jobs hardware for as_job (e.g. "cpu-upgrade", "a10g-small"); GPU flavors use vLLM.
+
+Returns a dict: {{"eval_id", "task", "metric", "value", "stderr", "n_samples", "is_baseline", "model",
+"command"}}; for trained checkpoints also "baseline", "delta", "comparison" ({{"difference", "ci95",
+"within_noise", "verdict", "text"}}), "contaminated" and "note", plus "warning" when contaminated.
+With as_job: {{"job_id", "backend", "stage", "task", "message"}}. "command" reproduces the number.
+
+Example:
+    base = run_evaluation(model="/data/models/base", task="tiny_sentiment", is_baseline=True)
+    after = run_evaluation(model=run["output_dir"], task="tiny_sentiment", run_id=run["run_id"])
+    print(after["value"], after["comparison"]["text"], after["contaminated"])"""
+    inputs = {
+        "model": {"type": "string", "description": "Local checkpoint directory (contains config.json) or Hub id."},
+        "task": {"type": "string", "description": "Fixture, benchmark name or custom:<source>.", "nullable": True},
+        "is_baseline": {"type": "boolean", "description": "True for the starting model's baseline score.",
+                        "nullable": True},
+        "run_id": {"type": "integer", "description": "Ledger run that produced this checkpoint.", "nullable": True},
+        "max_samples": {"type": "integer", "description": "Evaluate only N samples (smoke checks).",
+                        "nullable": True},
+        "task_options": {"type": "object", "description": "Columns and scoring of a custom: task.", "nullable": True},
+        "as_job": {"type": "boolean", "description": "Submit as a job; collect with collect_evaluation.",
+                   "nullable": True},
+        "flavor": {"type": "string", "description": "HF Jobs hardware for as_job.", "nullable": True},
+    }
+
+    def forward(self, model: str, task: str | None = "tiny_sentiment", is_baseline: bool | None = False,
+                run_id: int | None = None, max_samples: int | None = None, task_options: dict | None = None,
+                as_job: bool | None = False, flavor: str | None = None) -> dict:
+        ctx = self.ctx
+        task, is_baseline, as_job = task or "tiny_sentiment", bool(is_baseline), bool(as_job)
+        remote = as_job and ctx.jobs is not None and ctx.jobs.name != "local"
+        model_ref, checkpoint = self._check_model(model, remote)
+        try:
+            ref = resolve_task(task, task_options)
+        except ValueError as err:
+            raise ToolError(f"{err} Pass one of these as task=.") from err
+        run = ctx.ledger.get_run(int(run_id)) if run_id is not None else None
+        if run_id is not None and run is None:
+            raise ToolError(f"there is no run {run_id} in the ledger; pass the run_id that "
+                            "write_training_script returned, or leave run_id out.")
+        if max_samples is not None and int(max_samples) < 1:
+            raise ToolError(f"max_samples must be a positive integer, got {max_samples}; "
+                            "leave it out to evaluate the whole task.")
+        data_sha256 = self._check_data(ref)
+        experiment_id = ctx.current_experiment()
+        if not is_baseline:
+            require_baseline(ctx, experiment_id, ref, run, data_sha256)
+        needs_hub = ref["needs_hub"] or not checkpoint
+        if needs_hub and not remote and not hub_reachable(ctx.settings.hf_endpoint):
+            what = f"the benchmark {ref['key']} downloads {ref.get('hf_repo')}" if ref["needs_hub"] else \
+                f"the model {model_ref} is downloaded"
+            raise ToolError(f"{what} from the Hugging Face Hub ({ctx.settings.hf_endpoint}), which this machine cannot "
+                            f"reach. It is a known task; it cannot run offline. Offline, evaluate a shipped fixture "
+                            f"({', '.join(shipped_tasks())}) or your own local data with task='custom:<file>', or "
+                            "run it as a job on HF Jobs (as_job=True).")
+        request = {"model": model_ref, "checkpoint": checkpoint, "task": ref["key"], "task_options": ref.get("custom"),
+                   "is_baseline": is_baseline, "run_id": int(run_id) if run_id is not None else None,
+                   "max_samples": int(max_samples) if max_samples is not None else None,
+                   "experiment_id": experiment_id}
+        out_dir = self._out_dir(ref)
+        if as_job:
+            return self._submit(request, ref, out_dir, flavor)
+        return self.record(request, self._run(request, out_dir))
+
+    def _check_data(self, ref: dict) -> str | None:
+        try:
+            if ref["source"] == "fixture":
+                return verify_data(ref["data_path"])["data_sha256"]
+        except TamperedEvalData as err:
+            raise ToolError(str(err)) from err
+        return data_digest(ref["data_path"]) if ref.get("data_path") else None
+
+    def _out_dir(self, ref: dict) -> Path:
+        slug = re.sub(r"[^\w.-]+", "-", ref["name"]).strip("-")[:40]
+        out = (Path(self.ctx.settings.data_dir) / "evals" / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-"
+               f"{uuid.uuid4().hex[:6]}").resolve()
+        try:
+            refuse_protected(out, "the evaluation output folder")
+        except ValueError as err:
+            raise ToolError(str(err)) from err
+        return out
+
+    @staticmethod
+    def _check_model(model: str, remote: bool) -> tuple[str, str | None]:
+        """(what the runner gets, the local checkpoint folder or None for a Hub id)."""
+        text = str(model or "").strip()
+        path = Path(text).expanduser()
+        if not path.exists() and HUB_ID.match(text) and not text.startswith((".", "~")):
+            return text, None
+        if not path.is_dir():
+            raise ToolError(f"model path {model!r} does not exist or is not a directory; pass a local "
+                            "checkpoint directory, e.g. the output_dir of a finished training run, or a Hub id.")
+        if not (path / "config.json").is_file():
+            hint = (" It holds a LoRA adapter (adapter_config.json): merge it into the base model and save "
+                    "that." if (path / "adapter_config.json").is_file() else "")
+            raise ToolError(f"{model!r} is not a model directory: it has no config.json.{hint} Pass the "
+                            "directory a model was saved to with save_pretrained.")
+        if remote:
+            raise ToolError(f"{model!r} is a local folder, which a job on HF Jobs cannot see: push the checkpoint to "
+                            "the Hub (hub_model_id when writing the run) and pass its Hub id, or evaluate it here.")
+        return str(path.resolve()), str(path.resolve())
+
+    @staticmethod
+    def _argv(request: dict, output_dir: str, device: str) -> list[str]:
+        argv = ["--model", request["model"], "--task", request["task"], "--output-dir", output_dir,
+                "--device", device]
+        if request.get("task_options"):
+            argv += ["--task-options", json.dumps(request["task_options"], sort_keys=True)]
+        if request.get("max_samples"):
+            argv += ["--max-samples", str(request["max_samples"])]
+        return argv
+
+    def _run(self, request: dict, out_dir: Path) -> dict:
+        cmd = [sys.executable, "-m", "evals.runner", *self._argv(request, str(out_dir), "cpu")]
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        try:
+            proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=EVAL_TIMEOUT_S)
+        except subprocess.TimeoutExpired as err:
+            raise ToolError(f"evaluation of {request['model']} on {request['task']} did not finish within "
+                            f"{EVAL_TIMEOUT_S} s; try max_samples for a quick check, a smaller model, or "
+                            "as_job=True.") from err
+        lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+        if proc.returncode != 0 or not lines:
+            raise ToolError(f"evaluation of {request['model']} on {request['task']} failed (exit code "
+                            f"{proc.returncode}). Last lines of its output:\n{_tail(proc.stderr or proc.stdout)}\n"
+                            "Check that the checkpoint loads with transformers' AutoModelForCausalLM and "
+                            "has its tokenizer saved next to it.")
+        return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+    def _gpu(self, flavor: str | None) -> bool:
+        if not flavor or self.ctx.jobs.name == "local":
+            return False
+        for f in self.ctx.jobs.flavors():
+            if f["name"] == flavor:
+                return bool(f.get("accelerator"))
+        return not flavor.startswith("cpu")
+
+    def _submit(self, request: dict, ref: dict, out_dir: Path, flavor: str | None) -> dict:
+        from evals.eval_job import render_eval_script
+
+        ctx = self.ctx
+        if ctx.jobs is None:
+            raise ToolError("as_job needs a job backend and this session has none; evaluate here (as_job=False).")
+        local = ctx.jobs.name == "local"
+        if not local and ref["source"] == "custom" and ref.get("data_path"):
+            raise ToolError(f"the custom task data {ref['data_path']} is a local file, which a job on HF Jobs cannot "
+                            "see: push it to the Hub and use task='custom:<owner/name>', or evaluate it here.")
+        gpu = self._gpu(flavor)
+        argv = self._argv(request, str(out_dir) if local else "/tmp/ml-intern-eval", "cuda" if gpu else "auto")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        script_path = out_dir / "eval_job.py"
+        script = render_eval_script(argv, gpu=gpu, title=f"{request['model']} on {ref['key']}")
+        script_path.write_text(script)
+        if not local and not ctx.ask_approval("run_evaluation", {"flavor": flavor or "cpu-basic", "task": ref["key"],
+                                                                "timeout_minutes": EVAL_JOB_TIMEOUT_S // 60}):
+            raise ToolError(f"the user did not approve an evaluation job on {flavor or 'cpu-basic'}; nothing was "
+                            "submitted. Ask the user, or evaluate here.")
+        secrets = {"HF_TOKEN": ctx.settings.hf_token} if ctx.settings.hf_token else None
+        job_id = ctx.jobs.submit(script_path, run_id=None, secrets=secrets, flavor=flavor,
+                                 timeout_s=EVAL_JOB_TIMEOUT_S, labels={"ml-intern-eval": ref["name"]})
+        job = {"job_id": job_id, "backend": ctx.jobs.name, "flavor": flavor, "gpu": gpu,
+               "script_path": str(script_path), "script_sha256": hashlib.sha256(script.encode()).hexdigest()}
+        jobs_dir = eval_jobs_dir(ctx)
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        (jobs_dir / f"{job_id}.json").write_text(json.dumps({**request, "out_dir": str(out_dir), "job": job,
+                                                              "submitted_at": time.time()}, indent=1))
+        stage = ctx.jobs.status(job_id).stage
+        out = {"job_id": job_id, "backend": ctx.jobs.name, "stage": stage, "task": ref["key"],
+               "model": request["model"], "is_baseline": request["is_baseline"],
+               "message": f"Evaluation submitted. Call collect_evaluation(job_id={job_id!r}) to wait for it and "
+                          "record its score."}
+        if flavor and local:
+            out["note"] = f"flavor {flavor!r} is ignored: the local backend uses this machine's hardware."
+        ctx.emit("job_update", {"job_id": job_id, "run_id": request.get("run_id"), "backend": ctx.jobs.name,
+                                "stage": stage, "message": out["message"]})
+        return out
+
+
+def parse_eval_log(log: str) -> tuple[dict | None, dict | None]:
+    """The last EVAL_RESULT and EVAL_SAMPLES payloads in a job log (None when absent)."""
+    found = {RESULT_PREFIX: None, SAMPLES_PREFIX: None}
+    for line in log.splitlines():
+        for prefix in found:
+            if line.startswith(prefix):
+                try:
+                    found[prefix] = json.loads(line[len(prefix):])
+                except json.JSONDecodeError:
+                    continue
+    return found[RESULT_PREFIX], found[SAMPLES_PREFIX]
+
+
+class CollectEvaluationTool(_EvaluationTool):
+    name = "collect_evaluation"
+    description = """Wait for an evaluation job started with run_evaluation(..., as_job=True) and record its score
+in the experiment ledger, with the same checks as run_evaluation (baseline comparison, contamination).
+Calling it again for a collected job returns the recorded result.
+
+Inputs:
+- job_id: the job_id that run_evaluation returned.
+- max_minutes: how long to wait for the job to finish (default 30; 0 only looks once).
+
+Returns run_evaluation's result dict once the job finished; while it still runs:
+{"job_id", "stage", "still_running": true, "message"}.
+
+Example:
+    job = run_evaluation(model="me/qwen3-sft", task="gsm8k", run_id=3, as_job=True, flavor="a10g-small")
+    result = collect_evaluation(job_id=job["job_id"], max_minutes=60)
+    print(result["value"], result["comparison"]["text"])"""
+    inputs = {
+        "job_id": {"type": "string", "description": "The job id from run_evaluation(as_job=True)."},
+        "max_minutes": {"type": "number", "description": "Longest wait in minutes (default 30).", "nullable": True},
+    }
+    poll_interval_s: float | None = None  # None: 2 s locally, 15 s on HF Jobs
+
+    def forward(self, job_id: str, max_minutes: float | None = None) -> dict:
+        ctx = self.ctx
+        job_id = str(job_id).strip()
+        path = eval_jobs_dir(ctx) / f"{job_id}.json"
+        if not re.fullmatch(r"[\w.-]+", job_id) or not path.is_file():
+            raise ToolError(f"{job_id!r} is not an evaluation job of this session's data directory; pass the job_id "
+                            "that run_evaluation(as_job=True) returned (training jobs are read with job_status).")
+        request = json.loads(path.read_text())
+        if request.get("result"):
+            return {**request["result"], "already_collected": True}
+        deadline = time.monotonic() + 60 * (30.0 if max_minutes is None else max(0.0, float(max_minutes)))
+        interval = self.poll_interval_s or (2.0 if ctx.jobs.name == "local" else 15.0)
+        status = ctx.jobs.status(job_id)
+        while not status.done and time.monotonic() + interval <= deadline:
+            time.sleep(interval)
+            status = ctx.jobs.status(job_id)
+        if not status.done:
+            return {"job_id": job_id, "stage": status.stage, "still_running": True,
+                    "message": "The evaluation is still running; call collect_evaluation again later."}
+        log = ctx.jobs.logs(job_id)
+        for secret in ctx.settings.secrets:
+            log = log.replace(secret, "***")
+        result, samples = parse_eval_log(log)
+        if status.stage != "completed" or result is None:
+            errors = [line for line in log.splitlines() if line.startswith("error: ")]
+            raise ToolError(f"evaluation job {job_id} ended with stage {status.stage} ({status.message}) and no "
+                            f"EVAL_RESULT line. {errors[-1] if errors else ''}\nLast lines of its log:\n{_tail(log)}")
+        result = self._local_details(result, samples, Path(request["out_dir"]))
+        out = self.record(request, result, job={**request["job"], "stage": status.stage})
+        path.write_text(json.dumps({**request, "result": out}, indent=1))
+        return out
+
+    @staticmethod
+    def _local_details(result: dict, samples: dict | None, out_dir: Path) -> dict:
+        """A remote job's details file is gone with the job: rebuild it from the EVAL_SAMPLES line."""
+        if result.get("details_path") and Path(result["details_path"]).is_file():
+            return result
+        if not samples:
+            return {**result, "details_path": None}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / Path(result.get("details_path") or "details.jsonl").name
+        path.write_text("".join(json.dumps({"id": i, "metrics": {samples["metric"]: s}}) + "\n"
+                                for i, s in zip(samples["ids"], samples["scores"], strict=True)))
+        return {**result, "details_path": str(path), "job_details_path": result.get("details_path")}

@@ -1,0 +1,387 @@
+"""Job tools: submit a written training run, watch it, read its logs, cancel it, wait for it.
+
+Every tool returns promptly except `wait_for_job`, which polls up to a bound the agent chooses.
+Training scripts print `METRIC {json}` and `TRAINING_DONE {json}` lines (see tools/training/scripts.py);
+`job_status` parses them into the ledger, so the metrics survive the job and its logs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+from smolagents import Tool
+
+from tools.context import ToolContext
+from tools.errors import ToolError
+from tools.training.diagnosis import diagnose
+from tools.training.preflight import preflight
+from tools.training.scripts import sha256_text
+
+DEFAULT_TIMEOUT_MINUTES = 120
+MAX_WAIT_MINUTES = 120
+LOG_TAIL_LINES = 15
+MAX_LINE_CHARS = 400
+RUN_STATUS = {"queued": "running", "running": "running", "completed": "completed", "error": "failed",
+              "canceled": "canceled", "timeout": "timeout"}
+FINISHED_RUN_STATUSES = {"completed", "failed", "canceled", "timeout"}
+METRIC_LINE = re.compile(r"^METRIC (\{.*\})\s*$", re.M)
+DONE_LINE = re.compile(r"^TRAINING_DONE (\{.*\})\s*$", re.M)
+
+
+def parse_training_log(text: str) -> tuple[list[dict], dict | None]:
+    """The METRIC rows and the TRAINING_DONE payload (or None) in a training log."""
+    rows = []
+    for match in METRIC_LINE.finditer(text):
+        try:
+            rows.append(json.loads(match.group(1)))
+        except json.JSONDecodeError:
+            continue
+    done = None
+    for match in DONE_LINE.finditer(text):
+        try:
+            done = json.loads(match.group(1))
+        except json.JSONDecodeError:
+            continue
+    return rows, done
+
+
+def metric_points(rows: list[dict]) -> list[tuple[int | None, str, float]]:
+    """(step, name, value) for every finite number in the METRIC rows; NaN/inf cannot be stored."""
+    return [(row.get("step"), name, float(value)) for row in rows for name, value in row.items()
+            if name not in ("step", "max_steps") and isinstance(value, (int, float)) and math.isfinite(value)]
+
+
+def _round(value):
+    return float(f"{value:.5g}") if isinstance(value, float) and math.isfinite(value) else value
+
+
+def _eta_minutes(status, step: int, max_steps: int | None) -> float | None:
+    """Minutes left at the pace so far (start-up included, so it errs long); None until it can tell."""
+    if status.stage != "running" or not (step and max_steps and status.started_at):
+        return None
+    elapsed = max(0.0, time.time() - status.started_at)
+    return round(elapsed / step * max(0, int(max_steps) - step) / 60, 1)
+
+
+def _is_metric_echo(line: str) -> bool:
+    """METRIC lines and the Trainer's own dict echo of them: reported as latest_metrics instead."""
+    return line.startswith("METRIC ") or (line.startswith("{'") and "'epoch'" in line)
+
+
+def last_error_line(log: str) -> str | None:
+    """The last `...Error: ...` line of a log (cut to MAX_LINE_CHARS), or None."""
+    for line in reversed(log.splitlines()):
+        if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*", line.strip()):
+            return line.strip()[:MAX_LINE_CHARS]
+    return None
+
+
+class _JobTool(Tool):
+    output_type = "object"
+
+    def __init__(self, ctx: ToolContext):
+        self.ctx = ctx
+        super().__init__()
+
+    def _redact(self, text: str) -> str:
+        for secret in self.ctx.settings.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def report(self, job_id: str) -> dict:
+        """Status, progress, metrics and log tail of a job; records metrics and the outcome in the ledger."""
+        ctx = self.ctx
+        job_id = str(job_id).strip()
+        run = ctx.ledger.run_by_job(job_id)
+        status = ctx.jobs.status(job_id)
+        log = "" if status.stage == "queued" else self._redact(ctx.jobs.logs(job_id))
+        rows, done = parse_training_log(log)
+        run_id = run["id"] if run else None
+        config = json.loads(run["config_json"]) if run and run["config_json"] else {}
+        if run_id is not None and rows:
+            ctx.ledger.record_metrics(run_id, metric_points(rows))
+        training = [r for r in rows if "loss" in r]
+        latest = {k: _round(v) for k, v in (training[-1] if training else (rows[-1] if rows else {})).items()}
+        step = latest.pop("step", 0) if latest else 0
+        max_steps = (latest.pop("max_steps", None) if latest else None) or config.get("max_steps")
+        tail = [line[:MAX_LINE_CHARS] for line in log.splitlines() if not _is_metric_echo(line)]
+        result = {
+            "job_id": job_id, "run_id": run_id, "backend": ctx.jobs.name, "stage": status.stage,
+            "progress": {"step": step, "max_steps": max_steps, "eta_minutes": _eta_minutes(status, step, max_steps)},
+            "latest_metrics": latest,
+            "log_tail": "\n".join(tail[-LOG_TAIL_LINES:]), "message": self._message(status, latest, done, log, run_id),
+        }
+        if done:
+            result["output_dir"] = done.get("output_dir")
+        if run and status.done and run["status"] not in FINISHED_RUN_STATUSES:
+            fields = {"status": RUN_STATUS[status.stage], "finished_at": status.finished_at or time.time()}
+            if status.stage != "completed":
+                fields["error"] = last_error_line(log) or status.message
+            if done and done.get("output_dir"):
+                fields["output_dir"] = done["output_dir"]
+            cost = self._cost(run.get("hardware"), status.started_at, fields["finished_at"])
+            if cost is not None:
+                fields["cost_usd"] = cost
+            ctx.ledger.update_run(run_id, **fields)
+        ctx.emit("job_update", {k: result[k] for k in ("job_id", "run_id", "backend", "stage", "progress",
+                                                        "latest_metrics", "message")})
+        return result
+
+    def _message(self, status, latest: dict, done: dict | None, log: str, run_id) -> str:
+        stage = status.stage
+        if stage == "queued":
+            return "Waiting for hardware. Check again with job_status or wait_for_job."
+        if stage == "running":
+            loss = latest.get("loss")
+            if isinstance(loss, float) and not math.isfinite(loss):
+                return ("Training loss is not finite: cancel_job this job and write a new run with a lower "
+                        "learning_rate.")
+            if loss is None:
+                return "Running; no training metrics yet (loading the model and data)."
+            return f"Training; latest loss {loss:.4g}."
+        if stage == "completed":
+            if not done:
+                return "The job exited cleanly but printed no TRAINING_DONE line: the checkpoint may be missing."
+            return f"Training finished; checkpoint saved to {done.get('output_dir')}. Evaluate it next."
+        if stage == "canceled":
+            return "The job was canceled."
+        if stage == "timeout":
+            return ("The job hit its time limit. Submit again with a larger timeout_minutes, or write a run with "
+                    "fewer max_steps.")
+        parts = [f"The job failed ({status.message})."]
+        if error := last_error_line(log):
+            parts.append(f"Last error: {error}.")
+        run = self.ctx.ledger.get_run(int(run_id)) if run_id else None
+        series = self.ctx.ledger.metric_series(int(run_id)) if run_id else {}
+        diagnosis = diagnose(log, series, run)
+        if diagnosis.failure not in ("unknown", "healthy"):
+            parts.append(f"Likely cause: {diagnosis.failure}. Next step: {diagnosis.next_step}")
+        parts.append("Read log_tail, fix the cause, then write a new run with write_training_script"
+                     + (f"(parent_run_id={run_id}, change=...)." if run_id else "."))
+        return " ".join(parts)
+
+    def _cost(self, flavor: str | None, started: float | None, finished: float | None) -> float | None:
+        if not (flavor and started and finished):
+            return None
+        try:
+            prices = {f["name"]: f for f in self.ctx.jobs.flavors()}
+        except ToolError:
+            return None
+        price = prices.get(flavor)
+        if not price or price.get("unit_cost_usd") is None:
+            return None
+        per_second = {"second": 1, "minute": 60, "hour": 3600}.get(price.get("unit_label") or "minute", 60)
+        return round(price["unit_cost_usd"] * (finished - started) / per_second, 6)
+
+
+class SubmitJobTool(_JobTool):
+    name = "submit_job"
+    description = """Start training for a run written by write_training_script. Returns at once; the job
+runs in the background on the configured compute backend (this machine, or Hugging Face Jobs).
+
+Inputs:
+- run_id: the run_id that write_training_script returned.
+- flavor: HF Jobs hardware, e.g. "cpu-basic", "t4-small", "a10g-small", "a100-large" (default "cpu-basic";
+  ignored on the local backend).
+- timeout_minutes: the job is killed after this long (default 120).
+
+Returns a dict: {"job_id", "run_id", "backend", "stage", "flavor", "timeout_minutes"}; stage is
+"queued" or "running". Follow it with job_status(job_id) or wait_for_job(job_id, max_minutes).
+
+Example:
+    job = submit_job(run_id=run["run_id"], flavor="a10g-small", timeout_minutes=60)
+    status = wait_for_job(job_id=job["job_id"], max_minutes=30)"""
+    inputs = {
+        "run_id": {"type": "integer", "description": "The run to train, from write_training_script."},
+        "flavor": {"type": "string", "description": "HF Jobs hardware flavor (default cpu-basic).", "nullable": True},
+        "timeout_minutes": {"type": "number", "description": f"Kill the job after this long (default "
+                                                             f"{DEFAULT_TIMEOUT_MINUTES}).", "nullable": True},
+    }
+
+    def forward(self, run_id: int, flavor: str | None = None, timeout_minutes: float | None = None) -> dict:
+        ctx = self.ctx
+        run = ctx.ledger.get_run(int(run_id))
+        if run is None:
+            raise ToolError(f"there is no run {run_id}; create one with write_training_script and pass its run_id.")
+        if run["status"] == "running":
+            raise ToolError(f"run {run_id} is already running as job {run['job_id']}; watch it with "
+                            "job_status or cancel it with cancel_job.")
+        if run["status"] == "completed":
+            raise ToolError(f"run {run_id} already completed (job {run['job_id']}); to train again, write a new "
+                            f"run with write_training_script(parent_run_id={run_id}, change=...).")
+        script = Path(run["script_path"] or "")
+        if not script.is_file():
+            raise ToolError(f"run {run_id} has no script at {script}; write it again with write_training_script.")
+        text = script.read_text()
+        try:
+            ast.parse(text)
+        except SyntaxError as exc:
+            raise ToolError(f"the script of run {run_id} does not parse (line {exc.lineno}: {exc.msg}); "
+                            "write it again with write_training_script.") from exc
+        minutes = DEFAULT_TIMEOUT_MINUTES if timeout_minutes is None else float(timeout_minutes)
+        if minutes <= 0:
+            raise ToolError(f"timeout_minutes must be positive, got {timeout_minutes}.")
+        flavor = self._check_flavor(flavor)
+        checked = self._preflight(run, flavor, minutes, script)
+        secrets = {"HF_TOKEN": ctx.settings.hf_token} if ctx.settings.hf_token else None
+        job_id = ctx.jobs.submit(script, run_id=int(run_id), secrets=secrets, flavor=flavor,
+                                 timeout_s=minutes * 60, labels={"ml-intern-run": str(run_id)})
+        hardware = flavor or ("local" if ctx.jobs.name == "local" else "cpu-basic")
+        ctx.ledger.update_run(int(run_id), job_id=job_id, backend=ctx.jobs.name, status="running",
+                              started_at=time.time(), finished_at=None, error=None, hardware=hardware,
+                              script_sha256=sha256_text(text))
+        stage = ctx.jobs.status(job_id).stage
+        result = {"job_id": job_id, "run_id": int(run_id), "backend": ctx.jobs.name, "stage": stage,
+                  "flavor": hardware, "timeout_minutes": minutes}
+        result["preflight"] = checked
+        if flavor and ctx.jobs.name == "local":
+            result["note"] = f"flavor {flavor!r} is ignored: the local backend uses this machine's hardware."
+        ctx.emit("job_update", {k: result[k] for k in ("job_id", "run_id", "backend", "stage")})
+        return result
+
+    def _preflight(self, run: dict, flavor: str | None, minutes: float, script: Path) -> dict:
+        """Refuse a run that cannot work; on paid hardware, ask for approval showing the cost."""
+        ctx = self.ctx
+        config = json.loads(run["config_json"]) if run.get("config_json") else {
+            "method": run["method"], "model": run["model"], "dataset": run["dataset"]}
+        report = preflight(config, backend=ctx.jobs.name, flavor=flavor, timeout_minutes=minutes,
+                           settings=ctx.settings, script_path=script)
+        if not report.ok:
+            problems = " ".join(f"({i}) {p}" for i, p in enumerate(report.problems, 1))
+            raise ToolError(f"preflight refused run {run['id']}, nothing was submitted: {problems}")
+        checked = {"warnings": report.warnings, "estimate": report.estimate}
+        if ctx.jobs.name != "local":
+            details = {"run_id": run["id"], "flavor": flavor or "cpu-basic", "timeout_minutes": minutes,
+                       "max_cost_usd": report.estimate.get("cost_usd")}
+            if not ctx.ask_approval("submit_job", details):
+                raise ToolError(f"the user did not approve submitting run {run['id']} ({details}); nothing was "
+                                "submitted. Ask the user, or propose a cheaper flavor or a shorter timeout.")
+        return checked
+
+    def _check_flavor(self, flavor: str | None) -> str | None:
+        flavor = (flavor or "").strip() or None
+        if flavor is None:
+            return None
+        available = self.ctx.jobs.flavors()
+        if available and flavor not in {f["name"] for f in available}:
+            listing = ", ".join(f"{f['name']} (${f['unit_cost_usd']}/{f['unit_label']})" for f in available[:20])
+            raise ToolError(f"unknown flavor {flavor!r}. Available: {listing}.")
+        return flavor
+
+
+class JobStatusTool(_JobTool):
+    name = "job_status"
+    description = """Check a training job: its stage, progress, latest training metrics and the end of its log.
+Also records the job's metrics and outcome in the experiment ledger.
+
+Inputs:
+- job_id: the job_id that submit_job returned.
+
+Returns a dict: {"job_id", "run_id", "backend", "stage", "progress": {"step", "max_steps", "eta_minutes"},
+"latest_metrics": {"loss", "learning_rate", "grad_norm", "epoch", ...}, "log_tail", "message",
+"output_dir" (once training finished)}. stage is one of queued, running, completed, error, canceled,
+timeout; on error, log_tail holds the traceback and message says what to do.
+
+Example:
+    s = job_status(job_id="local-1a2b3c4d5e6f")
+    print(s["stage"], s["progress"], s["latest_metrics"].get("loss"))"""
+    inputs = {"job_id": {"type": "string", "description": "The job id from submit_job."}}
+
+    def forward(self, job_id: str) -> dict:
+        return self.report(job_id)
+
+
+class JobLogsTool(_JobTool):
+    name = "job_logs"
+    description = """Read the last lines of a job's output (stdout and stderr).
+
+Inputs:
+- job_id: the job_id that submit_job returned.
+- tail: how many lines from the end (default 50).
+
+Returns a dict: {"job_id", "run_id", "lines", "log"}.
+
+Example:
+    print(job_logs(job_id="local-1a2b3c4d5e6f", tail=100)["log"])"""
+    inputs = {
+        "job_id": {"type": "string", "description": "The job id from submit_job."},
+        "tail": {"type": "integer", "description": "Lines from the end (default 50).", "nullable": True},
+    }
+
+    def forward(self, job_id: str, tail: int | None = None) -> dict:
+        job_id = str(job_id).strip()
+        log = self._redact(self.ctx.jobs.logs(job_id, tail=int(tail) if tail is not None else 50))
+        lines = [line[:MAX_LINE_CHARS] for line in log.splitlines()]
+        run = self.ctx.ledger.run_by_job(job_id)
+        return {"job_id": job_id, "run_id": run["id"] if run else None, "lines": len(lines), "log": "\n".join(lines)}
+
+
+class CancelJobTool(_JobTool):
+    name = "cancel_job"
+    description = """Stop a running training job (for example when its loss diverges or it was misconfigured).
+
+Inputs:
+- job_id: the job_id that submit_job returned.
+
+Returns a dict: {"job_id", "run_id", "stage", "message"}; stage is "canceled" unless the job had
+already ended.
+
+Example:
+    cancel_job(job_id="local-1a2b3c4d5e6f")"""
+    inputs = {"job_id": {"type": "string", "description": "The job id from submit_job."}}
+
+    def forward(self, job_id: str) -> dict:
+        job_id = str(job_id).strip()
+        self.ctx.jobs.cancel(job_id)
+        report = self.report(job_id)
+        return {k: report[k] for k in ("job_id", "run_id", "stage", "message")}
+
+
+class WaitForJobTool(_JobTool):
+    name = "wait_for_job"
+    description = f"""Wait for a training job to finish, polling its status, for at most max_minutes.
+Returns as soon as the job completes, fails, times out or is canceled.
+
+Inputs:
+- job_id: the job_id that submit_job returned.
+- max_minutes: the longest to wait (default 10, at most {MAX_WAIT_MINUTES}).
+
+Returns job_status's dict plus "waited_minutes" and "still_running" (true when the bound was hit
+first: call wait_for_job again or do other work meanwhile).
+
+Example:
+    s = wait_for_job(job_id=job["job_id"], max_minutes=20)
+    if s["stage"] == "error": print(s["message"], s["log_tail"])"""
+    inputs = {
+        "job_id": {"type": "string", "description": "The job id from submit_job."},
+        "max_minutes": {"type": "number", "description": "Longest wait in minutes (default 10).", "nullable": True},
+    }
+    poll_interval_s: float | None = None  # None: 2 s locally, 15 s on HF Jobs
+
+    def forward(self, job_id: str, max_minutes: float | None = None) -> dict:
+        minutes = 10.0 if max_minutes is None else float(max_minutes)
+        if not 0 < minutes <= MAX_WAIT_MINUTES:
+            raise ToolError(f"max_minutes must be between 0 and {MAX_WAIT_MINUTES}, got {max_minutes}.")
+        interval = self.poll_interval_s or (2.0 if self.ctx.jobs.name == "local" else 15.0)
+        start = time.monotonic()
+        deadline = start + minutes * 60
+        while True:
+            report = self.report(job_id)
+            if report["stage"] in RUN_STATUS and report["stage"] not in ("queued", "running"):
+                break
+            if time.monotonic() + interval > deadline:
+                break
+            time.sleep(interval)
+        report["waited_minutes"] = round((time.monotonic() - start) / 60, 2)
+        report["still_running"] = report["stage"] in ("queued", "running")
+        return report
+
+
+def job_tools(ctx: ToolContext) -> list[Tool]:
+    """The job tools, bound to one session's context."""
+    return [SubmitJobTool(ctx), JobStatusTool(ctx), JobLogsTool(ctx), CancelJobTool(ctx), WaitForJobTool(ctx)]

@@ -1,0 +1,405 @@
+"""Training scripts: render a TRL run (SFT, DPO or GRPO; full, LoRA or QLoRA) from a config into a
+PEP 723 uv script, and the tool that writes one for the agent.
+
+The script is a fixed template (tools/training/templates.py) plus a `CONFIG = {...}` literal at its top,
+so the same file runs with `uv run train.py` on HF Jobs and with the app's own interpreter locally,
+and two runs differ exactly where their configs differ. GRPO scripts embed the source of their reward
+functions (tools/training/rewards.py and the agent's own). Scripts print machine-readable lines the job tools parse:
+
+    METRIC {"step": 10, "max_steps": 150, "loss": 2.31, "learning_rate": 0.003, ...}
+    TRAINING_DONE {"output_dir": "...", "global_step": 150, "train_loss": 1.2}
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+
+from smolagents import Tool
+
+from tools.context import ToolContext
+from tools.errors import ToolError
+from tools.training.rewards import LIBRARY, check_custom_reward, custom_reward_name, library_listing, reward_source
+from tools.training.templates import render_script
+
+SUPPORTED_METHODS = ("sft", "dpo", "grpo")
+PINNED_DEPENDENCIES = (
+    "trl==1.16.0",
+    "transformers==5.24.0",
+    "peft==0.21.2",
+    "datasets==5.2.0",
+    "accelerate==1.15.0",
+    "torch",
+)
+QLORA_DEPENDENCY = "bitsandbytes>=0.46"
+TRACKIO_DEPENDENCY = "trackio>=0.43"
+REPORT_TO = ("none", "trackio")
+# Defaults that train the tiny test model well in seconds; real models want e.g. lr 2e-5 (full)
+# or 2e-4 (LoRA), batch 8 and a step budget sized to the dataset.
+DEFAULT_LEARNING_RATE = 3e-3
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_MAX_STEPS = 150
+DEFAULT_MAX_LENGTH = 512
+DEFAULT_LORA_R = 16
+DEFAULT_LOGGING_STEPS = 5
+DEFAULT_BETA = {"dpo": 0.1, "grpo": 0.0}  # TRL's defaults; GRPO's KL term is off at 0
+DEFAULT_NUM_GENERATIONS = 8
+DEFAULT_MAX_COMPLETION_LENGTH = 256
+LEARNING_RATE_RANGE = (1e-7, 1e-1)
+# Settings only some methods use: the tool refuses them elsewhere and other scripts' CONFIG leaves them out.
+METHOD_FIELDS = {
+    "max_length": ("sft", "dpo"),
+    "packing": ("sft",),
+    "beta": ("dpo", "grpo"),
+    "num_generations": ("grpo",),
+    "max_completion_length": ("grpo",),
+    "reward_functions": ("grpo",),
+    "custom_reward_code": ("grpo",),
+}
+LOCAL_DATA_SUFFIXES = (".jsonl", ".json")
+HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+
+
+@dataclass
+class TrainingConfig:
+    """Everything a training script needs; rendered verbatim into the script's CONFIG (the custom reward
+    code goes into the script as code instead)."""
+
+    model: str
+    dataset: str
+    output_dir: str
+    method: str = "sft"
+    dataset_split: str = "train"
+    dataset_config: str | None = None  # a Hub dataset's config (subset), e.g. "main" for openai/gsm8k
+    max_steps: int = DEFAULT_MAX_STEPS
+    num_train_epochs: float = 1.0
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    per_device_train_batch_size: int = DEFAULT_BATCH_SIZE
+    gradient_accumulation_steps: int = 1
+    max_length: int = DEFAULT_MAX_LENGTH
+    packing: bool = False  # SFT: pack examples into max_length blocks (padding-free with FlashAttention)
+    lora: bool = False
+    qlora: bool = False  # LoRA on a 4-bit NF4 base (CUDA only); implies lora
+    lora_r: int = DEFAULT_LORA_R
+    lora_alpha: int = 2 * DEFAULT_LORA_R
+    lora_target_modules: str | list[str] = "all-linear"
+    beta: float | None = None  # DPO/GRPO; None: the method's default
+    num_generations: int = DEFAULT_NUM_GENERATIONS
+    max_completion_length: int = DEFAULT_MAX_COMPLETION_LENGTH
+    reward_functions: list[str] = field(default_factory=list)
+    custom_reward_code: str | None = None
+    logging_steps: int = DEFAULT_LOGGING_STEPS
+    seed: int = 42
+    report_to: str = "none"
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+
+    def __post_init__(self):
+        if self.beta is None and self.method in DEFAULT_BETA:
+            self.beta = DEFAULT_BETA[self.method]
+        self.lora = self.lora or self.qlora
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def script_config(config: TrainingConfig) -> dict:
+    """The CONFIG literal's values: the fields `config.method` uses."""
+    return {k: v for k, v in config.to_dict().items()
+            if k != "custom_reward_code" and config.method in METHOD_FIELDS.get(k, SUPPORTED_METHODS)}
+
+
+def render_training_script(config: TrainingConfig, title: str | None = None) -> str:
+    """The full text of a PEP 723 uv script that trains `config` with TRL."""
+    if config.method not in SUPPORTED_METHODS:
+        raise ValueError(f"unsupported method {config.method!r}; supported: {SUPPORTED_METHODS}")
+    dependencies = list(PINNED_DEPENDENCIES)
+    if config.qlora:
+        dependencies.append(QLORA_DEPENDENCY)
+    if config.report_to == "trackio":
+        dependencies.append(TRACKIO_DEPENDENCY)
+    literal = "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in script_config(config).items()) + "}"
+    title = title or f"{config.method.upper()} of {config.model} on {config.dataset}"
+    source, names = "", []
+    if config.method == "grpo":
+        source, names = reward_source(config.reward_functions), list(config.reward_functions)
+        if config.custom_reward_code:
+            name = custom_reward_name(config.custom_reward_code)
+            if name is None:
+                raise ValueError("custom_reward_code must define exactly one fn(completions, **kwargs)")
+            source, names = f"{source}\n\n{config.custom_reward_code.strip()}\n", [*names, name]
+        if not names:
+            raise ValueError("GRPO needs at least one reward function")
+    return render_script(method=config.method, dependencies=dependencies, title=title, config_literal=literal,
+                         reward_source=source, reward_names=names)
+
+
+@cache
+def script_names() -> frozenset[str]:
+    """Top-level names a training script defines or imports, which custom reward code must not redefine."""
+    config = TrainingConfig(model="m", dataset="d", output_dir="o", method="grpo", reward_functions=list(LIBRARY))
+    names = set()
+    for node in ast.parse(render_training_script(config)).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return frozenset(names)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_script(text: str) -> None:
+    """Raise ToolError unless `text` is valid Python."""
+    try:
+        ast.parse(text)
+    except SyntaxError as exc:
+        raise ToolError(f"the training script does not parse: line {exc.lineno}: {exc.msg}") from exc
+
+
+def is_local_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or value.endswith(LOCAL_DATA_SUFFIXES) \
+        or Path(value).exists()
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def method_settings(method: str, given: dict, batch: int, accumulation: int) -> dict:
+    """Check the method-specific inputs (None = not given) and return the TrainingConfig fields they set."""
+    for name, value in given.items():
+        if value not in (None, []) and method not in METHOD_FIELDS[name]:
+            hint = " (GRPO bounds completions with max_completion_length)" if name == "max_length" else ""
+            raise ToolError(f"{name} applies only to {'/'.join(METHOD_FIELDS[name]).upper()}, not "
+                            f"{method.upper()}{hint}: drop it.")
+    settings = {}
+    beta = given["beta"]
+    if beta is not None:
+        if not (math.isfinite(float(beta)) and float(beta) >= 0 and (method == "grpo" or float(beta) > 0)):
+            raise ToolError(f"beta {beta} is invalid: DPO needs beta > 0 (typical 0.1), GRPO beta >= 0 (0 turns "
+                            "the KL penalty off; 0.001-0.04 keeps the policy near the base model).")
+        settings["beta"] = float(beta)
+    if given.get("packing"):
+        settings["packing"] = True
+    if method != "grpo":
+        return settings
+    names = list(dict.fromkeys(given["reward_functions"] or []))
+    unknown = [n for n in names if n not in LIBRARY]
+    if unknown:
+        raise ToolError(f"unknown reward functions {unknown}. The library has:\n{library_listing()}\nor write your "
+                        "own and pass it as custom_reward_code.")
+    code = given["custom_reward_code"]
+    if not names and not code:
+        raise ToolError(f"GRPO needs at least one reward function: pass reward_functions from the library:\n"
+                        f"{library_listing()}\nand/or your own as custom_reward_code "
+                        "(def my_reward(completions, **kwargs) -> list[float]).")
+    if code:
+        _, problems = check_custom_reward(code, reserved=script_names())
+        if problems:
+            listed = "\n".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+            raise ToolError(f"custom_reward_code was refused:\n{listed}\nFix these and call write_training_script "
+                            "again.")
+    generations = DEFAULT_NUM_GENERATIONS if given["num_generations"] is None else int(given["num_generations"])
+    if generations < 2:
+        raise ToolError(f"num_generations must be at least 2 (GRPO compares completions within a group), got "
+                        f"{generations}.")
+    if (batch * accumulation) % generations:
+        raise ToolError(f"GRPO samples num_generations={generations} completions per prompt, so "
+                        f"per_device_train_batch_size x gradient_accumulation_steps ({batch} x {accumulation}) must "
+                        f"be a multiple of it: e.g. per_device_train_batch_size={generations}.")
+    settings.update(num_generations=generations, reward_functions=names, custom_reward_code=code,
+                    max_completion_length=int(given["max_completion_length"] or DEFAULT_MAX_COMPLETION_LENGTH))
+    return settings
+
+
+class WriteTrainingScriptTool(Tool):
+    name = "write_training_script"
+    description = f"""Write a TRL training script for one run and record the run in the experiment ledger.
+It does not start training: pass the returned run_id to submit_job.
+
+Inputs:
+- model: Hub model id (e.g. "Qwen/Qwen3-1.7B") or a local model folder.
+- dataset: Hub dataset id, or a local .jsonl/.json file or folder of them. Columns per method:
+  SFT {{"prompt", "completion"}}, {{"messages": [...]}} or {{"text"}}; DPO {{"prompt", "chosen", "rejected"}};
+  GRPO {{"prompt"}} plus the columns the rewards read (exact_answer reads "answer").
+- dataset_split (default "train"), dataset_config: the split and, for Hub datasets that have several, the config.
+- method: "sft" (default), "dpo" or "grpo". SFT first; DPO/GRPO work best on an SFT'd model.
+- packing (SFT): pack short examples into max_length blocks; faster on many short rows.
+- learning_rate, max_steps, per_device_train_batch_size, gradient_accumulation_steps, max_length (SFT/DPO):
+  hyperparameters (defaults suit a tiny model; real models want e.g. lr 2e-5 full, 2e-4 LoRA, 1e-6 GRPO full).
+- lora: train LoRA adapters (merged into the saved checkpoint) instead of all weights; lora_r is their rank.
+- qlora: LoRA on a 4-bit base model: needs a CUDA GPU (an HF Jobs GPU flavor, or a local GPU).
+- beta (DPO/GRPO): KL strength; defaults DPO 0.1, GRPO 0 (no reference model).
+- num_generations (GRPO, default {DEFAULT_NUM_GENERATIONS}): completions per prompt; batch x accumulation must be a
+  multiple of it. max_completion_length (GRPO, default {DEFAULT_MAX_COMPLETION_LENGTH}): tokens per completion.
+- reward_functions (GRPO): names from the reward library:
+{library_listing()}
+- custom_reward_code (GRPO): your own reward as source, one `def name(completions, **kwargs) -> list[float]`
+  (completions are strings or message lists; dataset columns arrive as kwargs; imports: re, math, json,
+  string, collections). It is checked on sample completions first.
+- report_to: "none" (default) or "trackio" (live dashboards; only when the user asks).
+- output_dir: where the final checkpoint is saved (default: the run's own folder).
+- hub_model_id: push the trained model to this Hub repo (needed to keep the model from a HF Jobs run).
+- parent_run_id, change: the run this one refines and what changed, e.g. "lr 3e-3 -> 1e-3".
+
+Returns a dict: {{"run_id", "script_path", "output_dir", "config"}}. Run smoke_run(run_id) to catch script and
+data errors on a tiny model before paying for a GPU.
+
+Example:
+    run = write_training_script(model="me/qwen3-0.6b-sft", dataset="me/gsm8k-prompts", method="grpo",
+                                reward_functions=["exact_answer", "answer_line_reward"], learning_rate=1e-6,
+                                per_device_train_batch_size=8, num_generations=8, lora=True, change="GRPO stage")
+    job = submit_job(run_id=run["run_id"])"""
+    inputs = {
+        "model": {"type": "string", "description": "Hub model id or local model folder."},
+        "dataset": {"type": "string", "description": "Hub dataset id or local .jsonl/.json file or folder."},
+        "dataset_split": {"type": "string", "description": 'Split to train on (default "train").', "nullable": True},
+        "dataset_config": {"type": "string", "description": "Hub dataset config, e.g. main.", "nullable": True},
+        "method": {"type": "string", "description": '"sft" (default), "dpo" or "grpo".', "nullable": True},
+        "learning_rate": {"type": "number", "description": f"Peak learning rate (default {DEFAULT_LEARNING_RATE}).",
+                          "nullable": True},
+        "max_steps": {"type": "integer", "description": f"Optimizer steps (default {DEFAULT_MAX_STEPS}).",
+                      "nullable": True},
+        "per_device_train_batch_size": {"type": "integer", "nullable": True,
+                                        "description": f"Batch size per device (default {DEFAULT_BATCH_SIZE})."},
+        "gradient_accumulation_steps": {"type": "integer", "description": "Micro-batches per step (default 1).",
+                                        "nullable": True},
+        "lora": {"type": "boolean", "description": "Train LoRA adapters instead of all weights (default False).",
+                 "nullable": True},
+        "qlora": {"type": "boolean", "description": "LoRA on a 4-bit base; CUDA GPU only (default False).",
+                  "nullable": True},
+        "lora_r": {"type": "integer", "description": f"LoRA rank (default {DEFAULT_LORA_R}).", "nullable": True},
+        "max_length": {"type": "integer", "nullable": True,
+                       "description": f"SFT/DPO: max tokens per example (default {DEFAULT_MAX_LENGTH})."},
+        "packing": {"type": "boolean", "nullable": True, "description": "SFT: pack short examples into "
+                    "max_length blocks for throughput (default False)."},
+        "beta": {"type": "number", "description": "DPO/GRPO KL strength (defaults 0.1 / 0).", "nullable": True},
+        "num_generations": {"type": "integer", "nullable": True,
+                            "description": f"GRPO completions per prompt (default {DEFAULT_NUM_GENERATIONS})."},
+        "max_completion_length": {"type": "integer", "nullable": True, "description":
+                                  f"GRPO tokens per completion (default {DEFAULT_MAX_COMPLETION_LENGTH})."},
+        "reward_functions": {"type": "array", "description": "GRPO reward names from the library.",
+                             "nullable": True},
+        "custom_reward_code": {"type": "string", "description": "GRPO: source of your own reward function.",
+                               "nullable": True},
+        "report_to": {"type": "string", "description": '"none" (default) or "trackio".', "nullable": True},
+        "output_dir": {"type": "string", "description": "Where to save the checkpoint (default: the run folder).",
+                       "nullable": True},
+        "hub_model_id": {"type": "string", "description": "Hub repo to push the trained model to.",
+                         "nullable": True},
+        "parent_run_id": {"type": "integer", "description": "The run this one refines, if any.", "nullable": True},
+        "change": {"type": "string", "description": "What changed compared to the parent run.", "nullable": True},
+    }
+    output_type = "object"
+
+    def __init__(self, ctx: ToolContext):
+        self.ctx = ctx
+        super().__init__()
+
+    def forward(self, model: str, dataset: str, dataset_split: str | None = None, dataset_config: str | None = None,
+                method: str | None = None, learning_rate: float | None = None,
+                max_steps: int | None = None, per_device_train_batch_size: int | None = None,
+                gradient_accumulation_steps: int | None = None, lora: bool | None = None,
+                qlora: bool | None = None, lora_r: int | None = None, max_length: int | None = None,
+                packing: bool | None = None, beta: float | None = None, num_generations: int | None = None,
+                max_completion_length: int | None = None, reward_functions: list[str] | None = None,
+                custom_reward_code: str | None = None, report_to: str | None = None,
+                output_dir: str | None = None, hub_model_id: str | None = None,
+                parent_run_id: int | None = None, change: str | None = None) -> dict:
+        method = (method or "sft").strip().lower()
+        if method not in SUPPORTED_METHODS:
+            raise ToolError(f"unknown method {method!r}; supported methods: {', '.join(SUPPORTED_METHODS)}.")
+        lr = DEFAULT_LEARNING_RATE if learning_rate is None else float(learning_rate)
+        if not (math.isfinite(lr) and LEARNING_RATE_RANGE[0] <= lr <= LEARNING_RATE_RANGE[1]):
+            raise ToolError(f"learning_rate {lr} is outside the sane range {LEARNING_RATE_RANGE}; typical values "
+                            "are 1e-5..5e-5 for full fine-tuning and 1e-4..5e-4 with LoRA.")
+        for label, value in (("max_steps", max_steps), ("per_device_train_batch_size", per_device_train_batch_size),
+                             ("gradient_accumulation_steps", gradient_accumulation_steps), ("lora_r", lora_r),
+                             ("max_length", max_length), ("num_generations", num_generations),
+                             ("max_completion_length", max_completion_length)):
+            if value is not None and int(value) < 1:
+                raise ToolError(f"{label} must be a positive integer, got {value}.")
+        if isinstance(reward_functions, str):
+            reward_functions = [reward_functions]
+        report_to = (report_to or "none").strip().lower()
+        if report_to not in REPORT_TO:
+            raise ToolError(f"report_to must be one of {', '.join(REPORT_TO)}, got {report_to!r}.")
+        batch = int(per_device_train_batch_size or DEFAULT_BATCH_SIZE)
+        accumulation = int(gradient_accumulation_steps or 1)
+        extra = method_settings(method, {"max_length": max_length, "packing": packing or None, "beta": beta,
+                                         "num_generations": num_generations,
+                                         "max_completion_length": max_completion_length,
+                                         "reward_functions": reward_functions,
+                                         "custom_reward_code": custom_reward_code}, batch, accumulation)
+        remote = self.ctx.settings.resolved_compute_backend == "hf-jobs"
+        if qlora and not remote and not cuda_available():
+            raise ToolError("qlora needs a CUDA GPU (bitsandbytes 4-bit does not run on CPU) and this machine has "
+                            "none: use lora=True here, or switch the compute backend to HF Jobs and submit with a "
+                            "GPU flavor (e.g. a10g-small).")
+        dataset, model = self._check_source("dataset", dataset, remote), self._check_source("model", model, remote)
+        if parent_run_id is not None and self.ctx.ledger.get_run(int(parent_run_id)) is None:
+            raise ToolError(f"parent_run_id {parent_run_id} is not a run in the ledger; omit it or pass an "
+                            "existing run_id.")
+
+        ledger = self.ctx.ledger
+        run_id = ledger.create_run(method, model, dataset, experiment_id=self.ctx.current_experiment(),
+                                   parent_run_id=parent_run_id, change=change, status="created")
+        run_dir = Path(self.ctx.settings.data_dir).resolve() / "runs" / str(run_id)
+        if output_dir is None:
+            output_dir = f"outputs/run-{run_id}" if remote else str(run_dir / "checkpoint")
+        rank, steps = int(lora_r or DEFAULT_LORA_R), int(max_steps or DEFAULT_MAX_STEPS)
+        config = TrainingConfig(
+            model=model, dataset=dataset, dataset_split=(dataset_split or "train").strip(),
+            dataset_config=(dataset_config or "").strip() or None, output_dir=output_dir, method=method,
+            learning_rate=lr, max_steps=steps, logging_steps=max(1, min(DEFAULT_LOGGING_STEPS, steps // 2)),
+            per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
+            max_length=int(max_length or DEFAULT_MAX_LENGTH),
+            lora=bool(lora), qlora=bool(qlora), lora_r=rank, lora_alpha=2 * rank, report_to=report_to,
+            push_to_hub=bool(hub_model_id), hub_model_id=hub_model_id, **extra)
+        script = render_training_script(config, title=f"Run {run_id}: {method.upper()} of {model} on {dataset}")
+        check_script(script)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        script_path = run_dir / "train.py"
+        script_path.write_text(script)
+        ledger.update_run(run_id, script_path=str(script_path), script_sha256=sha256_text(script),
+                          config_json=json.dumps(config.to_dict()), output_dir=output_dir)
+        result = {"run_id": run_id, "script_path": str(script_path), "output_dir": output_dir,
+                  "config": config.to_dict()}
+        if remote and not hub_model_id:
+            result["warning"] = ("This run goes to HF Jobs, whose disk is discarded when the job ends: pass "
+                                 "hub_model_id to keep the trained model.")
+        self.ctx.emit("run_created", {"run_id": run_id, "method": method, "model": model, "dataset": dataset,
+                                      "change": change, "parent_run_id": parent_run_id})
+        return result
+
+    @staticmethod
+    def _check_source(kind: str, value: str, remote: bool) -> str:
+        value = (value or "").strip()
+        if not value:
+            raise ToolError(f"{kind} is empty: pass a Hub id or a local path.")
+        if is_local_path(value):
+            path = Path(value).expanduser()
+            if not path.exists():
+                raise ToolError(f"local {kind} {value!r} does not exist; check the path or pass a Hub id.")
+            if kind == "dataset" and path.is_file() and path.suffix not in LOCAL_DATA_SUFFIXES:
+                raise ToolError(f"local dataset {value!r} must be a .jsonl or .json file (or a folder of them).")
+            if remote:
+                raise ToolError(f"the {kind} {value!r} is a local path but jobs run on HF Jobs, which cannot see "
+                                f"this machine's files: push it to the Hub first and pass its Hub id.")
+            return str(path.resolve())
+        if not HUB_ID.match(value):
+            raise ToolError(f"{kind} {value!r} is neither an existing local path nor a Hub id like 'owner/name'.")
+        return value
