@@ -14,12 +14,16 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from agent.config import BACKENDS, AgentConfig  # noqa: E402
+from agent.config import BACKENDS, AgentConfig, visitor_endpoints_allowed  # noqa: E402
 from agent.events import Event  # noqa: E402
 
 TITLES = {"thought": "💭 Thought", "code": "⌨ Code", "tool_result": "↳ Observation",
           "job_update": "⚙ Job", "eval_result": "📊 Evaluation", "error": "✗ Error", "run_created": "📝 Run",
           "preflight": "🔎 Preflight", "diagnosis": "🩺 Diagnosis", "notice": "ℹ Notice"}
+ENDPOINT_LOCK = ("Locked by this server's owner: an address typed here would make the server send requests, "
+                 "with its keys, wherever a visitor chose. The owner unlocks it by setting "
+                 "`ML_INTERN_ALLOW_VISITOR_ENDPOINTS=1`.")
+LABELS = {"model_id": "Model id", "openai_base_url": "OpenAI-compatible base URL"}
 EXPERIMENT_COLUMNS = ["id", "status", "task", "target", "baseline", "best", "runs", "cost_usd", "base_model", "goal"]
 
 
@@ -83,9 +87,22 @@ def _finish_pending(messages: list[gr.ChatMessage], duration: float | None) -> N
             return
 
 
+def _endpoint_prefs(prefs: dict) -> set[str]:
+    """The settings in `prefs` that choose where the server sends requests, where the owner does not let
+    a visitor choose (agent.config.visitor_endpoints_allowed): a base URL, or a URL as the model id
+    (huggingface_hub's InferenceClient posts to a model id that is a URL, with the HF token)."""
+    if visitor_endpoints_allowed():
+        return set()
+    refused = {"openai_base_url"} & prefs.keys()
+    if "://" in (prefs.get("model_id") or ""):
+        refused.add("model_id")
+    return refused
+
+
 def _config(prefs: dict) -> AgentConfig:
-    """The environment's config with this browser session's settings on top."""
+    """The environment's config with this browser session's settings on top (less those `_endpoint_prefs` refuses)."""
     base = AgentConfig.from_env()
+    refused = _endpoint_prefs(prefs)
     settings = base.settings
     if prefs.get("hf_token"):
         settings = settings.with_(hf_token=prefs["hf_token"])
@@ -95,7 +112,7 @@ def _config(prefs: dict) -> AgentConfig:
         settings = settings.with_(compute_backend=prefs["compute"])
     changes = {"settings": settings}
     for key in ("backend", "model_id", "anthropic_api_key", "openai_base_url"):
-        if prefs.get(key):
+        if prefs.get(key) and key not in refused:
             changes[key] = prefs[key]
     return base.with_(**changes)
 
@@ -158,14 +175,11 @@ def score_frame(tree: dict):
     flat lines over the same iterations: a DataFrame of iteration, score, series."""
     import pandas as pd
 
-    from agent.target import TargetError, parse_targets
-    from tools.lineage import baseline_of, primary_task, score_series
+    from tools.lineage import baseline_of, judged_tasks, score_series
+    from tools.targets import targets_of
 
-    try:
-        targets = parse_targets(tree["experiment"]["target"] or "")
-    except TargetError:
-        targets = []
-    task = targets[0].task if targets else primary_task(tree)
+    targets = targets_of(tree["experiment"])
+    task = judged_tasks(tree)[0][0]
     points = score_series(tree, task)
     rows = [{"iteration": p["iteration"], "score": p["score"], "series": f"trained ({task})"} for p in points]
     last = max([p["iteration"] for p in points], default=1)
@@ -204,7 +218,12 @@ def save_settings(backend, model_id, anthropic_key, hf_token, github_token, comp
     prefs = {"backend": backend, "model_id": model_id.strip(), "anthropic_api_key": anthropic_key.strip(),
              "hf_token": hf_token.strip(), "github_token": github_token.strip(), "compute": compute,
              "openai_base_url": openai_url.strip()}
-    return prefs, "Saved for this browser session only: keys are never written to disk or the ledger."
+    note = "Saved for this browser session only: keys are never written to disk or the ledger."
+    owners, refused = AgentConfig.from_env(), _endpoint_prefs(prefs)
+    typed = [LABELS[key] for key in sorted(refused) if prefs[key] and prefs[key] != (getattr(owners, key) or "")]
+    if typed:
+        note += f"\n\nNot saved: {' and '.join(typed)}. {ENDPOINT_LOCK}"
+    return {key: value for key, value in prefs.items() if key not in refused}, note
 
 
 def build_app() -> gr.Blocks:
@@ -241,13 +260,16 @@ def build_app() -> gr.Blocks:
             picker.change(experiment_detail, picker, [tree, plot, report], api_name="experiment")
         with gr.Tab("Settings"):
             backend = gr.Dropdown(list(BACKENDS), value=env.backend, label="LLM backend")
-            model_id = gr.Textbox(value=env.model_id, label="Model id")
+            locked = not visitor_endpoints_allowed()
+            model_id = gr.Textbox(value=env.model_id, label=LABELS["model_id"],
+                                  info="A model name: URLs are refused on this server." if locked else None)
             anthropic_key = gr.Textbox(type="password", label="ANTHROPIC_API_KEY (this browser session only)")
             hf_token = gr.Textbox(type="password", label="HF_TOKEN (this browser session only)")
             github_token = gr.Textbox(type="password", label="GITHUB_TOKEN (this browser session only)")
             compute = gr.Dropdown(["auto", "local", "hf-jobs"], value=env.settings.compute_backend,
                                   label="Compute backend (auto: HF Jobs when an HF token is set)")
-            openai_url = gr.Textbox(value=env.openai_base_url or "", label="OpenAI-compatible base URL")
+            openai_url = gr.Textbox(value=env.openai_base_url or "", label=LABELS["openai_base_url"],
+                                    interactive=not locked, info=ENDPOINT_LOCK if locked else None)
             saved = gr.Markdown()
             gr.Button("Save").click(save_settings, [backend, model_id, anthropic_key, hf_token, github_token,
                                                     compute, openai_url], [prefs, saved], api_name=False)

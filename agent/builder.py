@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,11 +10,12 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 from smolagents import CodeAgent
-from smolagents.local_python_executor import LocalPythonExecutor
 from smolagents.monitoring import AgentLogger, LogLevel
 
 from agent.config import AgentConfig
 from agent.models import build_model
+from agent.sandbox import SandboxExecutor
+from tools.confine import Limits
 from tools.context import ToolContext
 from tools.toolset import build_tools
 
@@ -24,6 +26,12 @@ AUTHORIZED_IMPORTS = ["json", "math", "statistics", "re", "datetime", "collectio
 
 def load_instructions() -> str:
     return yaml.safe_load(PROMPTS_FILE.read_text())["instructions"]
+
+
+def prompt_templates() -> dict:
+    """smolagents' CodeAgent prompt templates with the system prompt replaced by ml-intern's lean one."""
+    templates = yaml.safe_load(importlib.resources.files("smolagents.prompts").joinpath("code_agent.yaml").read_text())
+    return {**templates, "system_prompt": yaml.safe_load(PROMPTS_FILE.read_text())["system_prompt"]}
 
 
 class ObservedModel:
@@ -52,19 +60,16 @@ class ObservedModel:
         return getattr(self._model, name)
 
 
-def _sealed(tool):
-    """A plain function calling `tool`: the LLM's code gets the tool, not its attributes (its ctx holds
-    the tokens and the approval switch; the executor only blocks dunder attributes)."""
-    def call(*args, **kwargs):
-        return tool(*args, **kwargs)
-    return call
+def workspace_of(ctx: ToolContext) -> Path:
+    """The session's workspace: the working directory of its code actions."""
+    return ctx.settings.data_dir / "workspaces" / (ctx.session_id or "no-session")
 
 
-class SealedExecutor(LocalPythonExecutor):
-    """smolagents' local executor, handing code actions sealed tools."""
-
-    def send_tools(self, tools):
-        super().send_tools({name: _sealed(tool) for name, tool in tools.items()})
+def build_executor(ctx: ToolContext) -> SandboxExecutor:
+    """The sandbox that runs the session's code actions, with the limits from its settings."""
+    settings = ctx.settings
+    return SandboxExecutor(AUTHORIZED_IMPORTS, workspace_of(ctx), Limits.from_settings(settings),
+                           timeout_s=settings.sandbox_timeout_s)
 
 
 def build_agent(config: AgentConfig, ctx: ToolContext, model=None, step_callbacks: list | None = None,
@@ -77,10 +82,11 @@ def build_agent(config: AgentConfig, ctx: ToolContext, model=None, step_callback
         tools=build_tools(ctx),
         model=observed,
         instructions=load_instructions(),
+        prompt_templates=prompt_templates(),
         max_steps=config.max_steps,
         additional_authorized_imports=AUTHORIZED_IMPORTS,
-        # Tools bound their own waiting (wait_for_job, evaluation); no blanket cut-off here.
-        executor=SealedExecutor(AUTHORIZED_IMPORTS, timeout_seconds=None),
+        # Code actions run in a confined child process; tools (and their waiting) run here, uncounted.
+        executor=build_executor(ctx),
         stream_outputs=hasattr(observed._model, "generate_stream"),
         logger=quiet,
         step_callbacks=step_callbacks,

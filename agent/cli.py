@@ -17,7 +17,8 @@ from pathlib import Path
 
 from agent.config import BACKENDS, DEMO_PLAN, AgentConfig
 from agent.events import Event
-from agent.target import Budget, parse_targets
+from agent.target import Budget
+from tools.targets import parse_targets
 
 ICONS = {"user": ">", "thought": "💭", "code": "⌨", "tool_result": "↳", "job_update": "⚙", "eval_result": "📊",
          "run_created": "📝", "preflight": "🔎", "diagnosis": "🩺", "notice": "ℹ", "error": "✗",

@@ -16,6 +16,17 @@ BACKENDS = ("anthropic", "hf-inference", "openai-compatible", "scripted")
 DEMO_PLAN = Path(__file__).parent / "demo_plan.yaml"
 
 
+def visitor_endpoints_allowed() -> bool:
+    """Whether a visitor of the app may choose where the server sends LLM requests (the OpenAI-compatible
+    base URL, a URL as the model id): the owner's `ML_INTERN_ALLOW_VISITOR_ENDPOINTS` (1 or 0) decides;
+    unset, it is allowed when running locally and refused on a Space (`SPACE_ID` set), where any visitor
+    could make the server POST to an address of their choosing."""
+    value = os.environ.get("ML_INTERN_ALLOW_VISITOR_ENDPOINTS", "").strip().lower()
+    if value:
+        return value in ("1", "true", "yes", "on")
+    return not os.environ.get("SPACE_ID")
+
+
 def default_model_id() -> str:
     from agent.models import DEFAULT_MODEL_ID
 
@@ -34,6 +45,8 @@ class AgentConfig:
     scripted_plan: Path | None = None
     max_steps: int = 300
     auto_approve: bool = False
+    max_observation_chars: int = 20_000  # what one step hands back to the LLM (agent/caps.py)
+    max_event_chars: int = 20_000  # each string of an event shown or stored in the ledger
     settings: Settings = field(default_factory=Settings)
 
     def __post_init__(self):
@@ -58,6 +71,10 @@ class AgentConfig:
             values["scripted_plan"] = Path(env["ML_INTERN_SCRIPTED_PLAN"])
         if env.get("ML_INTERN_MAX_STEPS"):
             values["max_steps"] = int(env["ML_INTERN_MAX_STEPS"])
+        if env.get("ML_INTERN_MAX_OBSERVATION_CHARS"):
+            values["max_observation_chars"] = int(env["ML_INTERN_MAX_OBSERVATION_CHARS"])
+        if env.get("ML_INTERN_MAX_EVENT_CHARS"):
+            values["max_event_chars"] = int(env["ML_INTERN_MAX_EVENT_CHARS"])
         values.update(overrides)
         return cls(**values)
 

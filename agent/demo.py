@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.target import Target
 from evals.fixture_data import TRAIN_FILE
+from tools.targets import Target
 from tools.training.scripts import DEFAULT_MAX_STEPS
 
 DEMO_ITERATE_PLAN = Path(__file__).parent / "demo_iterate_plan.yaml"

@@ -11,44 +11,34 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from agent.target import Budget, Target, TargetError, parse_targets
-from tools.ledger import Ledger, is_full_eval
+from agent.target import Budget
+from tools.ledger import Ledger
 from tools.lineage import (
     baseline_of,
+    best,
     change_of,
     find_run,
     format_cost,
     format_duration,
     format_eval,
     hyperparameters,
+    is_full_eval,
+    judged_tasks,
     primary_task,
     runs_in_order,
 )
 from tools.redact import redact
 from tools.settings import Settings
+from tools.targets import targets_of
 
 # A difference smaller than this many combined standard errors is reported as within noise.
 NOISE_SIGMAS = 2.0
 
 
-def _targets(experiment: dict) -> list[Target]:
-    try:
-        return parse_targets(experiment["target"]) if experiment.get("target") else []
-    except TargetError:
-        return []
-
-
 def best_evals(tree: dict) -> list[dict]:
-    """The best full trained evaluation per judged task (each target's task, else the primary task)."""
-    targets = _targets(tree["experiment"])
-    wanted = [(t.task, t.lower_is_better) for t in targets] or [(primary_task(tree), False)]
-    best = []
-    for task, lower in wanted:
-        rows = [e for e in tree["evals"] if e["task"] == task and not e["is_baseline"] and e["run_id"]
-                and is_full_eval(e)]
-        if rows:
-            best.append((min if lower else max)(rows, key=lambda e: e["value"]))
-    return best
+    """The best trained score per judged task that has one (`tools.lineage.judged_tasks` and `best`)."""
+    found = [best(tree["evals"], task, lower_is_better) for task, lower_is_better in judged_tasks(tree)]
+    return [row for row in found if row is not None]
 
 
 def compare(best: dict, base: dict | None) -> str:
@@ -75,7 +65,7 @@ def build_report(ledger: Ledger, experiment_id: int, llm_usd: float | None = Non
     lines = [f"# ml-intern report: experiment {exp['id']}", "", f"**Goal:** {exp['goal']}",
              f"**Status:** {exp['status']}{outcome}"]
     best = best_evals(tree)
-    for target in _targets(exp):
+    for target in targets_of(exp):
         row = next((b for b in best if b["task"] == target.task), None)
         state = (f"met by run {row['run_id']} ({row['value']:.3f})" if row and target.met_by(row["value"])
                  else f"not met (best {row['value']:.3f})" if row else "not met (no trained evaluation)")
@@ -99,7 +89,7 @@ def build_report(ledger: Ledger, experiment_id: int, llm_usd: float | None = Non
     wall = (exp["finished_at"] - exp["created_at"]) / 3600 if exp.get("finished_at") else None
     llm = format_cost(llm_usd) if llm_usd is not None else "not known for this LLM backend"
     wall_text = f" · wall time {wall:.2f} h" if wall is not None else ""
-    lines += ["", "## Cost", "", f"Training jobs: {format_cost(runs_usd)} · LLM: {llm} · total "
+    lines += ["", "## Cost", "", f"Training and evaluation jobs: {format_cost(runs_usd)} · LLM: {llm} · total "
               f"{format_cost(runs_usd + (llm_usd or 0.0))}{wall_text}"]
     if best:
         lines += ["", "## Reproduce the best run", ""] + reproduce_lines(tree, best[0])
@@ -162,13 +152,14 @@ def model_card(tree: dict, best: dict, repo_id: str):
     table and reproduction commands in its body."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    from tools.training.scripts import HUB_ID, is_local_path
+    from tools.backends.hub import is_hub_id
+    from tools.training.scripts import is_local_path
 
     run = find_run(tree, best["run_id"])
     results = [e for e in run["evals"] if is_full_eval(e)]
     data = ModelCardData(
         model_name=repo_id.split("/")[-1], library_name="transformers",
-        base_model=run["model"] if HUB_ID.match(run["model"]) and not is_local_path(run["model"]) else None,
+        base_model=run["model"] if is_hub_id(run["model"]) and not is_local_path(run["model"]) else None,
         tags=["ml-intern", "trl", run["method"]],
         eval_results=[EvalResult(task_type="text-generation", dataset_type=e["task"], dataset_name=e["task"],
                                  metric_type=e["metric"], metric_name=e["metric"], metric_value=e["value"])

@@ -1,7 +1,8 @@
 """A Session runs the agent's turns on a worker thread and yields typed events.
 
 The app and the CLI consume the same `Session.run(text)` iterator; every event (except
-streaming deltas) is also written to the ledger, with secrets redacted first.
+streaming deltas) is also written to the ledger, with secrets redacted first and every string capped
+(agent/caps.py); what a step hands back to the LLM is redacted and capped by the first step callback.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from smolagents.memory import ActionStep, FinalAnswerStep, PlanningStep, ToolCal
 from smolagents.models import ChatMessageStreamDelta
 
 from agent.builder import build_agent
+from agent.caps import bound_step, cap, cap_values
 from agent.config import AgentConfig
 from agent.events import EVENT_KINDS, PERSISTED_KINDS, Event
-from agent.target import Budget, RunGuard, Target, goal_text
+from agent.target import Budget, RunGuard, goal_text
 from tools.backends.jobs import make_job_backend
 from tools.context import ToolContext
 from tools.ledger import Ledger
 from tools.redact import redact
+from tools.targets import Target
 
 _END = object()
 APPROVAL_TIMEOUT_S = 15 * 60
@@ -118,7 +121,7 @@ class Session:
                 guard = self.guard
                 self._agent = build_agent(
                     self.config, self.ctx, self._model,
-                    step_callbacks=[guard.after_step] if guard and guard.budget else None,
+                    step_callbacks=[self._bound_step] + ([guard.after_step] if guard and guard.budget else []),
                     final_answer_checks=[guard.target_is_met_or_unreachable] if guard and guard.targets else None)
             step_had_code = False
             for item in self._agent.run(text, stream=True, reset=self.turns == 0,
@@ -148,6 +151,10 @@ class Session:
         finally:
             self._queue.put(_END)
 
+    def _bound_step(self, step: ActionStep, agent=None) -> None:
+        """smolagents step callback, before any other: what the step hands back to the LLM is redacted and capped."""
+        bound_step(step, self.config.max_observation_chars, self.config.secrets)
+
     def _push_step(self, step: ActionStep, had_code: bool) -> None:
         if not had_code and step.model_output:
             self._push(Event("thought", thought_of(str(step.model_output)), step=step.step_number))
@@ -170,9 +177,9 @@ class Session:
         self._push(Event(kind, str(data.pop("text", "")), data=data))
 
     def _push(self, event: Event) -> None:
-        secrets = self.config.secrets
-        event.text = redact(event.text, secrets)
-        event.data = redact(event.data, secrets)
+        secrets, limit = self.config.secrets, self.config.max_event_chars
+        event.text = cap(redact(event.text, secrets), limit)
+        event.data = cap_values(redact(event.data, secrets), limit)
         if event.kind in PERSISTED_KINDS:
             self.ledger.record_event(self.id, event.kind, event.to_dict())
         self._queue.put(event)

@@ -1,6 +1,7 @@
-"""The target and the budget of a headless run, and the guard that enforces them on the agent.
+"""The budget of a headless run, and the guard that holds the agent to it and to its targets
+(`tools.targets`).
 
-    targets = parse_targets("gsm8k>=0.60, ifeval>0.5")
+    targets = parse_targets("gsm8k>=0.60, ifeval>0.5")     # from tools.targets
     guard = RunGuard(ctx, targets, Budget(usd=20, hours=10))
 
 The guard's `after_step` is a smolagents step callback: once the runs' cost (plus the LLM's, when a
@@ -15,7 +16,6 @@ stopped, or done (no target).
 from __future__ import annotations
 
 import json
-import operator
 import re
 import time
 from collections.abc import Callable
@@ -23,55 +23,12 @@ from dataclasses import asdict, dataclass
 
 from tools.context import ToolContext
 from tools.ledger import Ledger
+from tools.targets import Target
 
-COMPARATORS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
-TARGET_PATTERN = re.compile(r"^([A-Za-z0-9_.:|/-]+)\s*(>=|<=|>|<)\s*([0-9]*\.?[0-9]+)\s*(%?)$")
 UNREACHABLE_PATTERN = re.compile(r"cannot (?:be )?reach|can't (?:be )?reach|cannot be met|can't be met|"
                                  r"target (?:is )?unreachable|not reachable", re.I)
 MIN_EVIDENCE_WORDS = 12
 STATUSES = ("met", "budget_exhausted", "unreachable", "stopped", "done")
-
-
-class TargetError(ValueError):
-    """A --target that does not parse; the message says what is expected."""
-
-
-@dataclass(frozen=True)
-class Target:
-    task: str
-    op: str
-    value: float
-
-    def __str__(self) -> str:
-        return f"{self.task}{self.op}{self.value:g}"
-
-    @property
-    def lower_is_better(self) -> bool:
-        return self.op in ("<", "<=")
-
-    def met_by(self, value: float | None) -> bool:
-        return value is not None and COMPARATORS[self.op](value, self.value)
-
-
-def parse_targets(text: str) -> list[Target]:
-    """`"gsm8k>=0.60"` or several comma-separated (`"gsm8k>=0.6, ifeval>70%"`) as Targets."""
-    items = [item.strip() for item in (text or "").split(",")]
-    if not any(items):
-        raise TargetError('the target is empty: write it as TASK>=VALUE, e.g. --target "gsm8k>=0.60"')
-    targets = []
-    for item in items:
-        match = TARGET_PATTERN.match(item)
-        if not match:
-            raise TargetError(f"cannot read the target {item!r}: write TASK then one of >=, >, <=, < then a "
-                              'number, e.g. "gsm8k>=0.60" or "gsm8k>=60%"; separate several with commas')
-        task, op, number, percent = match.groups()
-        value = float(number) / (100 if percent else 1)
-        if percent and value > 1:
-            raise TargetError(f"the target {item!r} asks for more than 100%")
-        if any(t.task == task for t in targets):
-            raise TargetError(f"the task {task!r} has two targets; give each task one")
-        targets.append(Target(task, op, value))
-    return targets
 
 
 @dataclass(frozen=True)
@@ -117,8 +74,8 @@ def goal_text(task: str, targets: list[Target], budget: Budget) -> str:
                      "is refused while it is unmet and budget remains, unless you show it cannot be reached: "
                      "say 'target unreachable' and give the scores you measured and why.")
     if budget:
-        lines.append(f"Budget: {budget} (training jobs' cost plus LLM cost where known; wall time since the "
-                     "experiment started). The run is stopped when it is spent.")
+        lines.append(f"Budget: {budget} (training and evaluation jobs' cost plus LLM cost where known; wall time "
+                     "since the experiment started). The run is stopped when it is spent.")
     return "\n\n".join(lines)
 
 

@@ -150,6 +150,18 @@ def _match_metric(match: str):
                              category=SamplingMethod.GENERATIVE, corpus_level_fn=np.mean, higher_is_better=True)
 
 
+def _is_repo_id(value: str) -> bool:
+    """Whether `value` passes huggingface_hub's own repo-id rules (evals/ imports nothing of ours, so this
+    is the one check here rather than tools.backends.hub.is_hub_id)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
+
+
 def custom_task(source: str, options: dict) -> dict:
     """A TASKS entry for `custom:<source>`; raises ValueError naming what is wrong with the options or data."""
     if not source:
@@ -188,7 +200,7 @@ def custom_task(source: str, options: dict) -> dict:
             raise ValueError(f"custom task data {source} has no column(s) {missing}; its columns are "
                              f"{sorted(rows[0])}. Name them in task_options (question=, answer=, choices=).")
         source = str(local.resolve())
-    elif not re.fullmatch(r"[\w.-]+/[\w.-]+", source):
+    elif "/" not in source or not _is_repo_id(source):
         raise ValueError(f"custom task source {source!r} is neither an existing local path nor a Hub id 'owner/name'.")
     digest = hashlib.sha1(json.dumps([source, opts], sort_keys=True).encode()).hexdigest()[:10]
     entry = {"key": f"custom:{source}", "config_name": f"custom_{digest}", "kind": kind, "options": opts,

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tools.lineage import baseline_of, best, judged_tasks
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -63,6 +65,7 @@ CREATE TABLE IF NOT EXISTS runs (
     model TEXT NOT NULL,
     dataset TEXT NOT NULL,
     dataset_id INTEGER REFERENCES datasets(id),
+    kind TEXT NOT NULL DEFAULT 'train',
     script_path TEXT,
     script_sha256 TEXT,
     config_json TEXT,
@@ -103,7 +106,10 @@ CREATE TABLE IF NOT EXISTS evals (
 
 # Columns added after the first release: (table, column, type), added to older ledger files on open.
 ADDED_COLUMNS = (("experiments", "budget_json", "TEXT"), ("experiments", "stop_reason", "TEXT"),
-                 ("experiments", "finished_at", "REAL"))
+                 ("experiments", "finished_at", "REAL"), ("runs", "kind", "TEXT NOT NULL DEFAULT 'train'"))
+# What a run is: a training job, or an evaluation job (model: the checkpoint scored, dataset: the task spec,
+# parent_run_id: the training run whose checkpoint it scored, config: the evaluation request).
+RUN_KINDS = ("train", "eval")
 EXPERIMENT_FIELDS = {"status", "report", "base_model", "task", "target", "goal", "budget_json", "stop_reason",
                      "finished_at"}
 RUN_FIELDS = {
@@ -215,14 +221,16 @@ class Ledger:
 
     # runs
     def create_run(self, method: str, model: str, dataset: str, experiment_id: int | None = None,
-                   config: dict | None = None, **fields) -> int:
+                   config: dict | None = None, kind: str = "train", **fields) -> int:
         unknown = set(fields) - RUN_FIELDS
         if unknown:
             raise ValueError(f"unknown run fields: {sorted(unknown)}")
+        if kind not in RUN_KINDS:
+            raise ValueError(f"unknown run kind {kind!r}; one of {RUN_KINDS}")
         if config is not None:
             fields["config_json"] = json.dumps(config, default=str)
         return self._insert("runs", dict(method=method, model=model, dataset=dataset,
-                                         experiment_id=experiment_id, **fields))
+                                         experiment_id=experiment_id, kind=kind, **fields))
 
     def update_run(self, run_id: int, **fields) -> None:
         self._update("runs", run_id, fields, RUN_FIELDS)
@@ -233,7 +241,11 @@ class Ledger:
     def run_by_job(self, job_id: str) -> dict | None:
         return self._one("SELECT * FROM runs WHERE job_id = ? ORDER BY id DESC", (job_id,))
 
-    def runs_for(self, experiment_id: int) -> list[dict]:
+    def runs_for(self, experiment_id: int, kind: str | None = None) -> list[dict]:
+        """The experiment's runs in order: all of them, or only those of one kind ("train", "eval")."""
+        if kind:
+            return self._rows("SELECT * FROM runs WHERE experiment_id = ? AND kind = ? ORDER BY id",
+                              (experiment_id, kind))
         return self._rows("SELECT * FROM runs WHERE experiment_id = ? ORDER BY id", (experiment_id,))
 
     def list_runs(self, status: str | None = None) -> list[dict]:
@@ -287,14 +299,11 @@ class Ledger:
         return self._one(sql + " ORDER BY id DESC", params)
 
     def best_eval(self, experiment_id: int, task: str, lower_is_better: bool = False) -> dict | None:
-        """The best full (not max_samples-limited) evaluation of a trained checkpoint on `task`."""
-        rows = [e for e in self._rows("SELECT * FROM evals WHERE experiment_id = ? AND task = ? AND is_baseline = 0 "
-                                      "ORDER BY id", (experiment_id, task)) if is_full_eval(e)]
-        pick = min if lower_is_better else max
-        return pick(rows, key=lambda e: e["value"], default=None)
+        """The experiment's best trained score on `task` (`tools.lineage.best`), or None."""
+        return best(self.evals_for(experiment_id), task, lower_is_better)
 
     def experiment_cost(self, experiment_id: int) -> float:
-        """Dollars spent by the experiment's training runs (runs without a known cost count 0)."""
+        """Dollars spent by the experiment's training and evaluation runs (runs without a known cost count 0)."""
         row = self._one("SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM runs WHERE experiment_id = ?",
                         (experiment_id,))
         return float(row["spent"])
@@ -303,9 +312,11 @@ class Ledger:
         """The whole lineage of an experiment, read in one transaction; None when there is no such experiment.
 
         {"experiment": row (+ "budget"), "datasets": rows (+ "transform"), "baselines": evals,
-         "evals": all evals in order, "runs": the root runs}. Each run node is its row plus "config",
-        "duration_s", "dataset_id" (recorded, else matched by path), "evals" (of its checkpoint) and
-        "children" (the runs recorded with this one as parent_run_id, each carrying its "change").
+         "evals": all evals in order, "runs": the root training runs, "eval_runs": the evaluation runs in
+        order}. Each training run node is its row plus "config", "duration_s", "dataset_id" (recorded, else
+        matched by path), "evals" (of its checkpoint), "eval_runs" (the evaluation jobs that scored its
+        checkpoint) and "children" (the training runs recorded with this one as parent_run_id, each carrying
+        its "change"). An evaluation run node is its row plus "config" and "duration_s".
         """
         with self._connect() as db:
             def fetch(sql: str, times: int = 1) -> list[dict]:
@@ -327,35 +338,41 @@ class Ledger:
         for row in evals:
             row["details"] = _loads(row.pop("details_json"))
         by_path = {d["path"]: d["id"] for d in datasets}
-        nodes = {}
         for run in runs:
             started, finished = run["started_at"], run["finished_at"]
-            config = _loads(run.pop("config_json")) or {}
-            nodes[run["id"]] = {**run, "config": config,
-                                "dataset_id": run["dataset_id"] or by_path.get(run["dataset"]),
-                                "duration_s": finished - started if started and finished else None,
-                                "evals": [e for e in evals if e["run_id"] == run["id"]], "children": []}
+            run["config"] = _loads(run.pop("config_json")) or {}
+            run["duration_s"] = finished - started if started and finished else None
+        eval_runs = [run for run in runs if run["kind"] == "eval"]
+        nodes = {}
+        for run in runs:
+            if run["kind"] == "train":
+                nodes[run["id"]] = {**run, "dataset_id": run["dataset_id"] or by_path.get(run["dataset"]),
+                                    "evals": [e for e in evals if e["run_id"] == run["id"]],
+                                    "eval_runs": [r for r in eval_runs if r["parent_run_id"] == run["id"]],
+                                    "children": []}
         roots = []
         for node in nodes.values():
             parent = nodes.get(node["parent_run_id"])
             (parent["children"] if parent else roots).append(node)
         return {"experiment": experiment, "datasets": datasets, "runs": roots, "evals": evals,
-                "baselines": [e for e in evals if e["is_baseline"]]}
+                "baselines": [e for e in evals if e["is_baseline"]], "eval_runs": eval_runs}
 
     def experiments_table(self) -> list[dict]:
-        """One row per experiment with its baseline and best trained score, for the UI and CLI."""
+        """One row per experiment for the UI and CLI. "task" is its first judged task (`tools.lineage.judged_tasks`:
+        the first target's task, else the primary task); "baseline" and "best" are the latest baseline and the
+        best trained score on that task, in the target's direction."""
         rows = []
         for exp in self.list_experiments():
             evals = self.evals_for(exp["id"])
-            base = [e for e in evals if e["is_baseline"]]
-            trained = [e for e in evals if not e["is_baseline"] and is_full_eval(e)]
-            best = max(trained, key=lambda e: e["value"], default=None)
+            scores = {"experiment": exp, "evals": evals, "baselines": [e for e in evals if e["is_baseline"]]}
+            task, lower_is_better = judged_tasks(scores)[0]
+            base, top = baseline_of(scores, task), best(evals, task, lower_is_better)
             rows.append({
                 "id": exp["id"], "goal": exp["goal"], "base_model": exp["base_model"],
-                "status": exp["status"], "target": exp["target"], "runs": len(self.runs_for(exp["id"])),
-                "baseline": base[-1]["value"] if base else None,
-                "best": best["value"] if best else None,
-                "task": (best or (base[-1] if base else None) or {}).get("task"),
+                "status": exp["status"], "target": exp["target"], "runs": len(self.runs_for(exp["id"], kind="train")),
+                "baseline": base["value"] if base else None,
+                "best": top["value"] if top else None,
+                "task": task,
                 "cost_usd": self.experiment_cost(exp["id"]),
             })
         return rows
@@ -374,10 +391,3 @@ class Ledger:
 def _loads(text: str | None):
     return json.loads(text) if text else None
 
-
-def is_full_eval(row: dict) -> bool:
-    """False for an evaluation limited with max_samples (a smoke check, not a comparable score)."""
-    details = row.get("details")
-    if details is None and row.get("details_json"):
-        details = json.loads(row["details_json"])
-    return not (details or {}).get("max_samples")

@@ -1,5 +1,9 @@
 """Read an experiment's lineage tree (`Ledger.experiment_tree`): walk it, describe its runs, render it
-as indented text, and turn it into a score-per-iteration series.
+as indented text, and turn it into a score-per-iteration series. This is also the one home of the
+best-score rule, which the ledger, the report, the target guard and the app use:
+
+    judged_tasks(tree)                       -> [("tiny_sentiment", False)]  each target's task, else the primary
+    best(tree["evals"], "tiny_sentiment", lower_is_better=False)  -> the best full trained eval row, or None
 
     tree = ledger.experiment_tree(1)
     print(render_tree(tree))
@@ -13,11 +17,15 @@ as indented text, and turn it into a score-per-iteration series.
         └─ run 2 (child of run 1: max_steps 15 → 150)  sft [completed]  lr 0.003, max_steps 150, …  · 60 s · $0.25
            checkpoint /ckpt/2
              eval 3  tiny_sentiment acc 0.710 ± 0.042 (n=120)  Δ +0.210
+             eval run 3  tiny_sentiment|0 [completed] · 40 s · $0.01  job 68a1f on hf-jobs
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+
+from tools.targets import targets_of
 
 # Hyperparameters shown for a run, in this order, with their short labels; METHOD_HYPERPARAMETERS only for
 # the methods that use them.
@@ -49,9 +57,36 @@ def find_run(tree: dict, run_id: int | None) -> dict | None:
 
 
 def primary_task(tree: dict) -> str | None:
-    """The task the experiment is judged on: its recorded task, else its baseline's, else its first eval's."""
+    """The experiment's main task: its recorded task, else its baseline's, else its first eval's."""
     evals = tree["baselines"] or tree["evals"]
     return tree["experiment"].get("task") or (evals[0]["task"] if evals else None)
+
+
+def judged_tasks(tree: dict) -> list[tuple[str | None, bool]]:
+    """(task, lower_is_better) the experiment is judged on, never empty: each target's task with its
+    direction, else the primary task with higher is better (its task is None when there is none).
+    `tree` needs "experiment", "baselines" and "evals"."""
+    return [(t.task, t.lower_is_better) for t in targets_of(tree["experiment"])] or [(primary_task(tree), False)]
+
+
+def is_full_eval(row: dict) -> bool:
+    """False for an evaluation limited with max_samples (a smoke check, not a comparable score)."""
+    details = row.get("details")
+    if details is None and row.get("details_json"):
+        details = json.loads(row["details_json"])
+    return not (details or {}).get("max_samples")
+
+
+def is_trained_score(row: dict) -> bool:
+    """True for a full evaluation of a trained checkpoint: linked to a run, not a baseline, not max_samples-limited."""
+    return bool(row["run_id"]) and not row["is_baseline"] and is_full_eval(row)
+
+
+def best(evals: list[dict], task: str | None, lower_is_better: bool = False) -> dict | None:
+    """The best trained score (`is_trained_score`) on `task` among eval rows: the lowest value when lower is
+    better, else the highest; the first recorded wins a tie. None when there is none."""
+    rows = [e for e in evals if e["task"] == task and is_trained_score(e)]
+    return (min if lower_is_better else max)(rows, key=lambda e: e["value"], default=None)
 
 
 def baseline_of(tree: dict, task: str | None) -> dict | None:
@@ -110,9 +145,17 @@ def format_cost(usd: float | None) -> str:
     return "-" if usd is None else f"${usd:.2f}"
 
 
+def format_eval_run(run: dict) -> str:
+    """An evaluation run on one line: "eval run 4  tiny_sentiment|0 [completed] · 40 s · $0.01  job j on hf-jobs"."""
+    job = f"  job {run['job_id']} on {run['backend']}" if run.get("job_id") else ""
+    return (f"eval run {run['id']}  {run['dataset']} [{run['status']}] · {format_duration(run['duration_s'])} · "
+            f"{format_cost(run['cost_usd'])}{job}")
+
+
 def render_tree(tree: dict) -> str:
     """The lineage as indented text: goal, baselines, datasets, runs nested under their parents with
-    what changed, each run's checkpoint and its evals (with stderr, n and the difference to the baseline)."""
+    what changed, each run's checkpoint, its evals (with stderr, n and the difference to the baseline) and
+    the evaluation jobs that scored it; evaluation jobs of no training run of the tree (baselines) at the top."""
     exp = tree["experiment"]
     target = f"  target {exp['target']}" if exp.get("target") else ""
     lines = [f"experiment {exp['id']}: {exp['goal']}  [{exp['status']}]{target}"]
@@ -120,6 +163,9 @@ def render_tree(tree: dict) -> str:
         lines.append(f"  outcome: {exp['stop_reason']}")
     for row in tree["baselines"]:
         lines.append(f"  baseline  {format_eval(row)}  model {row['model']}")
+    for run in tree["eval_runs"]:
+        if find_run(tree, run["parent_run_id"]) is None:
+            lines.append(f"  {format_eval_run(run)}  model {run['model']}")
     for data in tree["datasets"]:
         shape = ", ".join(str(x) for x in (data["format"], f"{data['rows']} rows" if data["rows"] else None) if x)
         origin = f"  ← {data['source']}" if data["source"] and data["source"] != data["path"] else ""
@@ -142,8 +188,10 @@ def render_tree(tree: dict) -> str:
         for row in node["evals"]:
             base = baseline_of(tree, row["task"])
             delta = f"  Δ {row['value'] - base['value']:+.3f}" if base else ""
-            partial = "  (max_samples: not comparable)" if (row.get("details") or {}).get("max_samples") else ""
+            partial = "" if is_full_eval(row) else "  (max_samples: not comparable)"
             lines.append(f"{pad}     eval {row['id']}  {format_eval(row)}{delta}{partial}")
+        for run in node["eval_runs"]:
+            lines.append(f"{pad}     {format_eval_run(run)}")
     loose = [e for e in tree["evals"] if not e["is_baseline"] and e["run_id"] is None]
     for row in loose:
         lines.append(f"  eval {row['id']} (no run)  {format_eval(row)}  model {row['model']}")
@@ -151,13 +199,13 @@ def render_tree(tree: dict) -> str:
 
 
 def score_series(tree: dict, task: str | None = None) -> list[dict]:
-    """One row per full evaluation of a trained checkpoint on `task` (default: the primary task), in run
+    """One row per trained score (`is_trained_score`) on `task` (default: the first judged task), in run
     order: {"iteration" (1-based run order), "run_id", "score", "stderr", "n_samples"}."""
-    task = task or primary_task(tree)
+    task = task or judged_tasks(tree)[0][0]
     rows = []
     for iteration, node in enumerate(runs_in_order(tree), start=1):
         for row in node["evals"]:
-            if row["task"] == task and not (row.get("details") or {}).get("max_samples"):
+            if row["task"] == task and is_trained_score(row):
                 rows.append({"iteration": iteration, "run_id": node["id"], "score": row["value"],
                              "stderr": row["stderr"], "n_samples": row["n_samples"]})
     return rows

@@ -43,6 +43,12 @@ class Settings:
     compute_backend: str = "auto"  # "local", "hf-jobs" or "auto" (hf-jobs when an HF token is set)
     hf_namespace: str | None = None
     http_timeout_s: float = 20.0
+    # Limits of the confined process that runs code actions and agent-written code (tools/confine.py).
+    sandbox_timeout_s: float = 120.0  # wall clock of one code action, time spent in tools not counted
+    sandbox_cpu_s: int = 300  # CPU seconds over the life of one sandbox process
+    sandbox_memory_mb: int = 2048
+    sandbox_file_mb: int = 64
+    sandbox_processes: int = 32
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:

@@ -40,7 +40,7 @@ def test_agent_diagnoses_an_injected_failure_and_reruns_fixed(tmp_path, tiny_mod
     assert ledger.metric_series(second["id"], "loss")["loss"]
     kinds = [e.kind for e in events]
     first_job_done = next(i for i, e in enumerate(events) if e.kind == "job_update"
-                          and e.data.get("stage") == "error")
+                          and e.data.get("stage") == "failed")
     lookup = next(i for i, e in enumerate(events) if e.kind == "code" and "lookup_api" in e.text)
     assert lookup < first_job_done, "the agent kept working while the first job ran"
     assert kinds.count("run_created") == 2

@@ -9,10 +9,11 @@ import pytest
 from huggingface_hub import ModelCard
 
 from agent.config import AgentConfig
-from agent.report import build_report, compare, end_of_run, push_best_model
+from agent.report import best_evals, build_report, compare, end_of_run, push_best_model
 from agent.session import Session
-from agent.target import Budget, parse_targets
+from agent.target import Budget
 from tests.fakes.hub_api import GRANTED_TOKEN, hub_settings, serve_hub
+from tools.targets import parse_targets
 
 
 @pytest.fixture
@@ -48,10 +49,25 @@ def test_report_has_goal_target_scores_runs_cost_and_commands(ledger, build_expe
     assert f"| {ids['failed']} | {ids['first']} | learning_rate 0.003 → 0.1 |" in report
     assert "failed: loss is nan" in report
     assert "- dataset 1: `/data/ds1` from raw/reviews (prompt-completion, 360 rows)" in report
-    assert "Training jobs: $0.25 · LLM: $1.50 · total $1.75" in report
+    assert "Training and evaluation jobs: $0.25 · LLM: $1.50 · total $1.75" in report
     assert "uv run --script /runs/2/train.py" in report
     assert "python -m evals.runner --model /ckpt/2 --task tiny_sentiment" in report
     assert "Checkpoint: `/ckpt/2`" in report
+
+
+def test_report_judges_the_targets_task_in_its_direction(ledger, build_experiment):
+    ids = build_experiment(ledger)
+    ledger.update_experiment(ids["experiment"], target="loss<=1.2")
+    for value in (1.4, 1.1, 1.3):
+        ledger.record_eval("/ckpt/2", "loss", "loss", value, experiment_id=ids["experiment"], run_id=ids["child"])
+    ledger.record_eval("/ckpt/2", "loss", "loss", 0.2, experiment_id=ids["experiment"], run_id=ids["child"],
+                       details={"max_samples": 5})
+    [row] = best_evals(ledger.experiment_tree(ids["experiment"]))
+    assert (row["task"], row["value"]) == ("loss", 1.1)
+    report = build_report(ledger, ids["experiment"])
+    assert f"**Target:** loss<=1.2 — met by run {ids['child']} (1.100)" in report
+    assert f"| best: run {ids['child']} | loss | loss | 1.100 |" in report
+    assert f"| best: run {ids['child']} | tiny_sentiment" not in report
 
 
 def test_report_without_trained_evals(ledger):

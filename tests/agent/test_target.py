@@ -1,4 +1,5 @@
-"""Targets and budgets: parsing, the final-answer check, and the budget guard stopping a real session."""
+"""The run guard: the final-answer check against the targets, settling, and the budget guard stopping a real
+session (parsing targets is tests/ground/test_targets.py)."""
 
 from __future__ import annotations
 
@@ -7,39 +8,13 @@ import yaml
 
 from agent.config import AgentConfig
 from agent.session import Session
-from agent.target import Budget, RunGuard, Target, TargetError, explains_unreachable, goal_text, parse_targets
+from agent.target import Budget, RunGuard, explains_unreachable, goal_text
 from tools.backends.jobs import LocalJobBackend
 from tools.context import ToolContext
+from tools.targets import Target, parse_targets
 
 UNREACHABLE_ANSWER = ("Target unreachable: after three runs the best tiny_sentiment accuracy is 0.52 against a "
                       "baseline of 0.50, and the loss is flat at 0.69 because the data carries no label signal.")
-
-
-def test_parse_one_and_several_targets():
-    assert parse_targets("gsm8k>=0.60") == [Target("gsm8k", ">=", 0.6)]
-    assert parse_targets(" gsm8k >= 60% , ifeval>0.5,perplexity<12") == [
-        Target("gsm8k", ">=", 0.6), Target("ifeval", ">", 0.5), Target("perplexity", "<", 12.0)]
-    [target] = parse_targets("mmlu|5<=0.9")
-    assert (target.task, target.lower_is_better, str(target)) == ("mmlu|5", True, "mmlu|5<=0.9")
-
-
-@pytest.mark.parametrize("text, message", [
-    ("", "empty"),
-    ("gsm8k=0.6", "cannot read the target 'gsm8k=0.6'"),
-    ("gsm8k>=high", "then a number"),
-    (">=0.6", "write TASK then"),
-    ("gsm8k>=150%", "more than 100%"),
-    ("gsm8k>=0.5,gsm8k>=0.6", "two targets"),
-])
-def test_bad_targets_say_what_is_expected(text, message):
-    with pytest.raises(TargetError, match=message):
-        parse_targets(text)
-
-
-def test_target_comparators():
-    assert Target("t", ">=", 0.6).met_by(0.6) and not Target("t", ">", 0.6).met_by(0.6)
-    assert Target("t", "<", 2).met_by(1.5) and not Target("t", "<=", 2).met_by(2.5)
-    assert not Target("t", ">=", 0.6).met_by(None)
 
 
 def test_budget_validation_and_text():
@@ -82,6 +57,22 @@ def test_final_answer_check_rejects_early_and_accepts_met_or_explained(guard_ctx
     assert guard.target_is_met_or_unreachable("Done.")
     assert guard.settle("Done.") == "met"
     assert ledger.get_experiment(experiment)["stop_reason"] == "t>=0.6 met by run 1 (0.610)"
+
+
+def test_guard_finds_evals_of_normalised_and_lower_is_better_targets(guard_ctx, ledger):
+    guard = RunGuard(guard_ctx, parse_targets("GSM-8K>=0.6, loss<=1.2"), Budget())
+    experiment = guard.start()
+    assert (ledger.get_experiment(experiment)["target"], ledger.get_experiment(experiment)["task"]) == (
+        "gsm8k>=0.6, loss<=1.2", "gsm8k")
+    run = ledger.create_run("sft", "m", "d", experiment_id=experiment)
+    ledger.record_eval("ck", "gsm8k", "extractive_match", 0.65, experiment_id=experiment, run_id=run)
+    ledger.record_eval("ck", "loss", "loss", 1.5, experiment_id=experiment, run_id=run)
+    assert not guard.all_met()
+    ledger.record_eval("ck", "loss", "loss", 0.1, experiment_id=experiment, run_id=run, details={"max_samples": 5})
+    assert not guard.all_met()  # a smoke check does not count
+    ledger.record_eval("ck", "loss", "loss", 1.1, experiment_id=experiment, run_id=run)
+    ledger.record_eval("ck", "loss", "loss", 1.9, experiment_id=experiment, run_id=run)
+    assert [row["best"]["value"] for row in guard.progress()] == [0.65, 1.1] and guard.all_met()
 
 
 def test_settle_statuses(guard_ctx, ledger):
@@ -152,3 +143,21 @@ def test_premature_final_answer_is_fed_back_to_the_model(tmp_path, settings, led
     memory = session._agent.memory.steps
     assert any("not met yet" in str(getattr(step, "error", "")) for step in memory)
     assert session.guard.settle(session.final_answer) == "unreachable"
+
+
+def test_budget_counts_evaluation_jobs_and_cancels_running_ones(guard_ctx, ledger, tmp_path):
+    guard = RunGuard(guard_ctx, [], Budget(usd=20))
+    experiment = guard.start()
+    ledger.create_run("lighteval", "me/ckpt", "gsm8k|5", experiment_id=experiment, kind="eval", status="completed",
+                      cost_usd=25.0)
+    assert guard.spent()["runs_usd"] == 25.0
+    sleeper = tmp_path / "sleep.py"
+    sleeper.write_text("import time\ntime.sleep(120)\n")
+    job_id = guard_ctx.jobs.submit(sleeper, run_id=None)
+    running = ledger.create_run("lighteval", "me/ckpt", "gsm8k|5", experiment_id=experiment, kind="eval",
+                                status="running", job_id=job_id)
+
+    guard.after_step(None)
+
+    assert guard.stop_reason == "budget spent: $25.00 of $20"
+    assert ledger.get_run(running)["status"] == "canceled" and guard_ctx.jobs.status(job_id).stage == "canceled"

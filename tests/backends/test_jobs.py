@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.fakes.jobs_api import ERROR_PLAN, RUNNING_PLAN, TRAINING_LOG, serve_jobs_api
-from tools.backends.hf_job_logs import HfJobLogReader
+from tools.backends.hardware import APPROXIMATE
 from tools.backends.jobs import HfJobsBackend, LocalJobBackend, make_job_backend
 from tools.errors import ToolError
 from tools.settings import Settings
@@ -62,11 +62,11 @@ def test_local_job_runs_and_records_its_exit(tmp_path, data_dir):
         assert CANARY not in path.read_text()
 
 
-def test_failing_script_is_an_error_with_the_traceback(tmp_path, data_dir):
+def test_failing_script_fails_with_the_traceback(tmp_path, data_dir):
     script = write(tmp_path, "bad.py", "def main():\n    raise ValueError('dataset has no prompt column')\nmain()\n")
     backend = LocalJobBackend(data_dir)
     status = wait_done(backend, backend.submit(script, run_id=None))
-    assert (status.stage, status.exit_code) == ("error", 1)
+    assert (status.stage, status.exit_code) == ("failed", 1)
     assert "exited with code 1" in status.message
     log = backend.logs(status.job_id)
     assert "Traceback" in log and "ValueError: dataset has no prompt column" in log
@@ -169,7 +169,7 @@ def test_hf_status_maps_stages(tmp_path, jobs_api, hf_backend):
     failed_id = hf_backend.submit(script, run_id=2)
     hf_backend.status(failed_id)
     failed = hf_backend.status(failed_id)
-    assert (failed.stage, failed.exit_code) == ("error", 1)
+    assert (failed.stage, failed.exit_code) == ("failed", 1)
     assert "exit code: 1" in failed.message
     assert "OutOfMemoryError" in hf_backend.logs(failed_id)
 
@@ -178,77 +178,21 @@ def log_requests(jobs_api, job_id):
     return [r for r in jobs_api.requests if r.path == f"/api/jobs/fake-user/{job_id}/logs"]
 
 
-def test_hf_logs_are_read_once_and_tailed_from_the_cache(tmp_path, jobs_api, hf_backend):
-    job_id = hf_backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1)
-    log = hf_backend.logs(job_id)
-    assert log.splitlines() == TRAINING_LOG  # the platform's "===== Job started" banner is left out
-    assert hf_backend.logs(job_id, tail=2).splitlines() == TRAINING_LOG[-2:]
-    assert hf_backend.logs(job_id, tail=0) == ""
-    first, *later = log_requests(jobs_api, job_id)
-    assert first.query == {} and [r.query for r in later] == [{"tail": ["1000"]}] * 2  # a window, not it all
-    assert first.headers["authorization"] == f"Bearer {CANARY}"
-    cache = (hf_backend.settings.data_dir / "jobs" / job_id / "hf_log.jsonl").read_text()
-    assert [json.loads(line)[1] for line in cache.splitlines()] == TRAINING_LOG and CANARY not in cache
-
-
-def test_hf_logs_resume_after_a_dropped_stream_with_every_line_once(tmp_path, jobs_api, data_dir):
-    sleeps = []
-    backend = HfJobsBackend(Settings(data_dir=data_dir, hf_endpoint=jobs_api.url, hf_token=CANARY), sleep=sleeps.append)
+def test_hf_logs_are_tailed_and_end_with_the_readers_note(tmp_path, jobs_api, data_dir):
+    """How the backend shows what its log reader read (tests/backends/test_hf_job_logs.py tests the reading)."""
+    backend = HfJobsBackend(Settings(data_dir=data_dir, hf_endpoint=jobs_api.url, hf_token=CANARY), sleep=[].append)
     job_id = backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1)
-    jobs_api.state["drop_logs"] = 1  # the first stream breaks off mid-event, the reconnect gets through
-    assert backend.logs(job_id).splitlines() == TRAINING_LOG
-    assert sleeps == [0.5] and len(log_requests(jobs_api, job_id)) == 2
-
-
-def test_hf_logs_give_up_after_bounded_retries_and_continue_later(tmp_path, jobs_api, data_dir):
-    sleeps = []
-    backend = HfJobsBackend(Settings(data_dir=data_dir, hf_endpoint=jobs_api.url, hf_token=CANARY), sleep=sleeps.append)
-    job_id = backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1)
-    jobs_api.state["drop_logs"] = True
-    *lines, note = backend.logs(job_id).splitlines()
-    assert lines == TRAINING_LOG[:2]  # the events before the drop; the half event after them is not a line
-    assert "interrupted 3 times (RemoteProtocolError)" in note and "2 lines read so far" in note
-    assert sleeps == [0.5, 1.5] and len(log_requests(jobs_api, job_id)) == 3
-    jobs_api.state["drop_logs"] = False
-    assert backend.logs(job_id).splitlines() == TRAINING_LOG
-
-
-def test_hf_logs_add_new_lines_only_and_replay_all_when_the_window_misses(tmp_path, jobs_api, hf_backend):
+    assert backend.logs(job_id).splitlines() == TRAINING_LOG  # the platform's "===== Job started" banner is left out
+    assert backend.logs(job_id, tail=2).splitlines() == TRAINING_LOG[-2:]
+    assert backend.logs(job_id, tail=0) == ""
+    assert {r.headers["authorization"] for r in log_requests(jobs_api, job_id)} == {f"Bearer {CANARY}"}
     jobs_api.state["plan"] = RUNNING_PLAN
-    job_id = hf_backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1)
-    printed = jobs_api.state["jobs"][job_id]["logs"]
-    assert hf_backend.logs(job_id).splitlines() == RUNNING_PLAN["logs"]
-    printed += ["step 1", "step 1"]  # the same text at two times is two lines
-    assert hf_backend.logs(job_id).splitlines()[-3:] == [RUNNING_PLAN["logs"][-1], "step 1", "step 1"]
-    hf_backend.log_reader.window = 2
-    printed += [f"step {i}" for i in range(2, 6)]
-    assert hf_backend.logs(job_id).splitlines() == printed
-    assert [r.query for r in log_requests(jobs_api, job_id)[-2:]] == [{"tail": ["2"]}, {}]
-
-
-def test_hf_logs_survive_a_restart_and_stop_once_the_job_ended(tmp_path, jobs_api, hf_backend, data_dir):
-    job_id = hf_backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1)
-    hf_backend.logs(job_id)
-    restarted = HfJobsBackend(Settings(data_dir=data_dir, hf_endpoint=jobs_api.url, hf_token=CANARY))
-    restarted.log_reader.settle_s = 0
-    jobs_api.state["jobs"][job_id]["logs"].append("late line")
-    assert restarted.logs(job_id).splitlines() == [*TRAINING_LOG, "late line"]
-    assert [restarted.status(job_id).stage for _ in range(3)][-1] == "completed"
-    restarted.logs(job_id)  # the read after the end marks the log complete
-    asked = len(log_requests(jobs_api, job_id))
-    assert restarted.logs(job_id, tail=1) == "late line"
-    assert len(log_requests(jobs_api, job_id)) == asked
-    assert (data_dir / "jobs" / job_id / "hf_log.complete").exists()
-
-
-def test_hf_log_replays_count_repeated_events(data_dir):
-    reader = HfJobLogReader(None, data_dir / "jobs", lambda: "fake-user")
-    replays = [[("t1", "a"), ("t1", "a")], [("t1", "a"), ("t1", "a"), ("t2", "b")],
-               [("t1", "a"), ("t1", "a"), ("t2", "b"), ("t2", "b")]]
-    reader._events = lambda job_id, tail: iter(replays.pop(0))
-    assert [reader.read("j1")[0] for _ in range(3)] == [["a", "a"], ["a", "a", "b"], ["a", "a", "b", "b"]]
-    with pytest.raises(ToolError, match="unknown job id"):
-        reader.read("../../etc")
+    running = backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=2)
+    jobs_api.state["drop_logs"] = True
+    *lines, note = backend.logs(running).splitlines()
+    assert lines == RUNNING_PLAN["logs"][:1] and note.startswith("[ml-intern] log stream interrupted 3 times")
+    with pytest.raises(ToolError, match="unknown job id '0123456789abcdef01234567' on HF Jobs"):
+        backend.logs("0123456789abcdef01234567")
 
 
 def test_hf_cancel_unknown_job_and_bad_token(tmp_path, jobs_api, hf_backend, data_dir):
@@ -266,11 +210,49 @@ def test_hf_cancel_unknown_job_and_bad_token(tmp_path, jobs_api, hf_backend, dat
 
 
 def test_hf_flavors_and_invalid_flavor(tmp_path, hf_backend):
-    flavors = {f["name"]: f for f in hf_backend.flavors()}
-    assert flavors["a10g-small"]["unit_cost_usd"] == 0.016667
-    assert flavors["a10g-small"]["accelerator"] == "1x A10G (24 GB)"
+    flavors = {f.name: f for f in hf_backend.flavors()}
+    assert flavors["a10g-small"].price_per_hour == pytest.approx(0.016667 * 60)
+    assert (flavors["a10g-small"].gpus, flavors["a10g-small"].gpu_memory_gb) == (1, 24)
+    assert not flavors["cpu-basic"].is_gpu and all(f.source == "hub" for f in flavors.values())
+    assert flavors["a10g-small"].summary() == "a10g-small (24 GB, ~$1.00/h)"
     with pytest.raises(ToolError, match="Invalid flavor"):
         hf_backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1, flavor="tpu-v9")
+
+
+@pytest.fixture
+def saved_token(tmp_path, monkeypatch):
+    """A token saved on this machine (as `hf auth login` leaves it), and none in the environment."""
+    import huggingface_hub.constants
+    from huggingface_hub import get_token
+
+    token_file = tmp_path / "hf_home" / "token"
+    token_file.parent.mkdir()
+    token_file.write_text("hf_saved_on_this_machine_0123456789")
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(token_file.parent))
+    monkeypatch.setenv("HF_TOKEN_PATH", str(token_file))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(token_file))
+    assert get_token() == "hf_saved_on_this_machine_0123456789"  # huggingface_hub would pick it up
+    return token_file.read_text()
+
+
+def test_hf_backend_never_sends_a_token_saved_on_the_machine(tmp_path, jobs_api, data_dir, saved_token):
+    jobs_api.state["token"] = saved_token  # the fake would accept it, if it were sent
+    backend = HfJobsBackend(Settings(data_dir=data_dir, hf_endpoint=jobs_api.url, hf_token=None,
+                                     hf_namespace="fake-user", compute_backend="hf-jobs"))
+    assert {f.source for f in backend.flavors()} == {APPROXIMATE}  # refused: the built-in table
+    with pytest.raises(ToolError, match="token is missing"):
+        backend.submit(write(tmp_path, "t.py", "pass\n"), run_id=1)
+    with pytest.raises(ToolError, match="token is missing"):
+        backend.status("0123456789abcdef01234567")
+    with pytest.raises(ToolError, match="token is missing"):
+        backend.logs("0123456789abcdef01234567")
+    unnamed = HfJobsBackend(Settings(data_dir=data_dir, hf_endpoint=jobs_api.url, hf_token=None))
+    with pytest.raises(ToolError, match="needs a Hugging Face token"):
+        unnamed.status("0123456789abcdef01234567")
+    assert len(jobs_api.requests) >= 4
+    assert all("authorization" not in r.headers for r in jobs_api.requests)
 
 
 def test_make_job_backend_follows_settings(data_dir):

@@ -9,7 +9,7 @@ import pytest
 
 from evals.catalogue import CATALOGUE, known_task_names, resolve_task, task_key
 from evals.runner import main, run_lighteval
-from evals.tasks import TASKS, _gold_index, extract_answer
+from evals.tasks import TASKS
 
 
 @pytest.mark.parametrize("name, key, spec", [
@@ -67,24 +67,6 @@ def test_catalogue_tasks_are_refused_offline_with_a_clear_error(tmp_path, tiny_m
     assert main(["--model", str(tiny_model_dir), "--task", "gsm8k", "--output-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "downloads openai/gsm8k from the Hugging Face Hub" in err and "tiny_sentiment" in err
-
-
-@pytest.mark.parametrize("text, match, expected", [
-    ("Natalia sold 48/2 = 24 clips.\n#### 72", "number", "72"), ("#### 1,200", "number", "1200"),
-    ("So the answer is 3.50 dollars.", "number", "3.5"), ("-7", "number", "-7"), ("no digits", "number", ""),
-    ("  positive\nmore", "exact", "positive"), ("The answer is (C).", r"regex:\(([A-D])\)", "C"),
-    ("answer: Paris", "regex:answer: \\w+", "answer: Paris"),
-])
-def test_answer_extraction(text, match, expected):
-    assert extract_answer(text, match) == expected
-
-
-def test_multiple_choice_answers_as_index_letter_or_text():
-    choices = ["red", "green", "blue"]
-    assert [_gold_index(a, choices) for a in (1, "1", "B", "(b)", "green", "C.")] == [1, 1, 1, 1, 1, 2]
-    for bad in ("D", 5, "purple", True):
-        with pytest.raises(ValueError):
-            _gold_index(bad, choices)
 
 
 def write_jsonl(path, rows):

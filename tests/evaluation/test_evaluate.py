@@ -23,6 +23,7 @@ from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.evaluation.evaluate import CollectEvaluationTool, RunEvaluationTool
 from tools.settings import Settings
+from tools.training.jobs import CancelJobTool, JobLogsTool, JobStatusTool, WaitForJobTool
 
 CANARY = "hf_canary_eval_42"
 
@@ -50,7 +51,8 @@ def test_tools_are_described_for_the_llm(tool, collect):
     assert tool.name == "run_evaluation" and tool.output_type == "object"
     assert set(tool.inputs) == {"model", "task", "is_baseline", "run_id", "max_samples", "task_options", "as_job",
                                 "flavor"}
-    assert all(tool.inputs[k].get("nullable") for k in tool.inputs if k != "model")
+    assert all(tool.inputs[k].get("nullable") for k in tool.inputs if k not in ("model", "task"))
+    assert not tool.inputs["task"].get("nullable")
     for name in ("tiny_sentiment", "tiny_sentiment_gen", "gsm8k", "gpqa:diamond", "custom:", "within_noise",
                  "contaminated", "collect_evaluation", "Example:", "run_evaluation(model="):
         assert name in tool.description, name
@@ -73,7 +75,7 @@ def test_baseline_then_checkpoint_records_both_with_comparison_and_contamination
     run_id = ledger.create_run("sft", str(tiny_model_dir), str(TRAIN_FILE), experiment_id=exp_id)
     checkpoint = build_tiny_model(tmp_path / "checkpoint", seed=3)
 
-    after = tool(model=str(checkpoint), run_id=run_id)
+    after = tool(model=str(checkpoint), task="tiny_sentiment", run_id=run_id)
     assert after["baseline"] == base["value"]
     assert after["delta"] == pytest.approx(after["value"] - base["value"])
     assert after["is_baseline"] is False and after["contaminated"] is False and "warning" not in after
@@ -120,8 +122,8 @@ def test_a_trained_score_needs_a_baseline_of_the_starting_model_first(tool, ledg
 
 
 def test_subset_evaluation_is_flagged_as_not_comparable(tool, tiny_model_dir):
-    tool(model=str(tiny_model_dir), is_baseline=True, max_samples=24)
-    quick = tool(model=str(tiny_model_dir), max_samples=12)
+    tool(model=str(tiny_model_dir), task="tiny_sentiment", is_baseline=True, max_samples=24)
+    quick = tool(model=str(tiny_model_dir), task="tiny_sentiment", max_samples=12)
     assert quick["n_samples"] == 12 and "not a fair comparison" in quick["note"]
     assert quick["comparison"]["method"] == "stderr" and "contamination not checked: no run_id" in quick["note"]
 
@@ -138,16 +140,20 @@ def test_bad_model_paths(tool, tmp_path, model, message):
         (tmp_path / "adapter_config.json").write_text("{}")
         model = str(tmp_path)
     with pytest.raises(ToolError, match=message):
-        tool(model=model)
+        tool(model=model, task="tiny_sentiment")
 
 
 def test_unknown_task_run_or_sample_count(tool, tiny_model_dir, ledger):
     with pytest.raises(ToolError, match="unknown task 'squad-9000'. Offline fixtures: tiny_sentiment"):
         tool(model=str(tiny_model_dir), task="squad-9000")
     with pytest.raises(ToolError, match="there is no run 999"):
-        tool(model=str(tiny_model_dir), run_id=999)
+        tool(model=str(tiny_model_dir), task="tiny_sentiment", run_id=999)
     with pytest.raises(ToolError, match="max_samples must be a positive integer"):
-        tool(model=str(tiny_model_dir), max_samples=0)
+        tool(model=str(tiny_model_dir), task="tiny_sentiment", max_samples=0)
+    for task in ("", "  ", None):
+        with pytest.raises(ToolError, match=r"needs a task: pass task= an offline fixture \(tiny_sentiment.*gsm8k.*"
+                                            r"'custom:"):
+            tool(model=str(tiny_model_dir), task=task)
     assert ledger.list_evals() == []
 
 
@@ -166,7 +172,7 @@ def test_failed_evaluation_shows_the_end_of_its_output(tool, tiny_model_dir, tmp
     shutil.copytree(tiny_model_dir, broken)
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ToolError) as err:
-        tool(model=str(broken), is_baseline=True)
+        tool(model=str(broken), task="tiny_sentiment", is_baseline=True)
     text = str(err.value)
     assert "failed (exit code 1)" in text and "Last lines of its output" in text
     assert "Error" in text and len(text.splitlines()) <= 25
@@ -177,25 +183,72 @@ def test_evaluation_as_a_local_job(tool, collect, ledger, tiny_model_dir, events
     job = tool(model=str(tiny_model_dir), task="tiny_sentiment_gen", is_baseline=True, as_job=True)
     assert job["job_id"].startswith("local-") and job["backend"] == "local" and job["stage"] in ("running", "completed")
     assert "collect_evaluation(job_id=" in job["message"] and ledger.list_evals() == []
-    script = Path(json.loads((tool.ctx.settings.data_dir / "evals" / "jobs" / f"{job['job_id']}.json")
-                             .read_text())["job"]["script_path"]).read_text()
-    assert script.startswith("# /// script") and "vllm" not in script
+    run = ledger.run_by_job(job["job_id"])  # the job is a ledger run of its own kind
+    assert (run["id"], run["kind"], run["status"], run["backend"], run["hardware"]) == (
+        job["eval_run_id"], "eval", "running", "local", "local")
+    assert (run["model"], run["dataset"], run["parent_run_id"]) == (str(tiny_model_dir.resolve()),
+                                                                    "tiny_sentiment_gen|0", None)
+    assert run["experiment_id"] == tool.ctx.experiment_id and run["started_at"] and run["finished_at"] is None
+    script = Path(run["script_path"]).read_text()
+    assert script.startswith("# /// script") and "vllm" not in script and len(run["script_sha256"]) == 64
+    assert ("job_update", job["eval_run_id"]) in [(kind, p.get("run_id")) for kind, p in events]
+
+    waiter = WaitForJobTool(tool.ctx)
+    waiter.poll_interval_s = 0.2
+    done = waiter(job_id=job["job_id"], max_minutes=5)
+    assert done["stage"] == "completed" and done["run_id"] == job["eval_run_id"]
+    assert done["next"] == f"collect_evaluation(job_id={job['job_id']!r})" and done["next"] in done["message"]
+    assert done["latest_metrics"] == {} and done["progress"]["step"] == 0  # no training metrics parsed
+    assert ledger.metric_series(job["eval_run_id"]) == {}
+    logs = JobLogsTool(tool.ctx)(job_id=job["job_id"])
+    assert logs["run_id"] == job["eval_run_id"] and "EVAL_RESULT" in logs["log"]
 
     base = collect(job_id=job["job_id"], max_minutes=5)
     assert base["is_baseline"] is True and base["n_samples"] == 60 and base["metric"] == "em"
     [row] = ledger.list_evals()
+    assert row["run_id"] is None  # a baseline scores no training run
     details = json.loads(row["details_json"])
     assert details["job"]["job_id"] == job["job_id"] and details["job"]["stage"] == "completed"
+    assert details["job"]["eval_run_id"] == job["eval_run_id"]
     assert len(details["job"]["script_sha256"]) == 64 and Path(details["details_path"]).is_file()
     assert collect(job_id=job["job_id"])["already_collected"] is True and len(ledger.list_evals()) == 1
+    assert ledger.get_run(job["eval_run_id"])["status"] == "completed"
+    after = JobStatusTool(tool.ctx)(job_id=job["job_id"])
+    assert "next" not in after and "recorded" in after["message"]
 
     run_id = ledger.create_run("sft", str(tiny_model_dir), str(TRAIN_FILE), experiment_id=tool.ctx.experiment_id)
-    trained = collect(job_id=tool(model=str(tiny_model_dir), task="tiny_sentiment_gen", run_id=run_id,
-                                  as_job=True)["job_id"], max_minutes=5)
+    with pytest.raises(ToolError, match=f"run {job['eval_run_id']} is an evaluation job"):
+        tool(model=str(tiny_model_dir), task="tiny_sentiment_gen", run_id=job["eval_run_id"], as_job=True)
+    second = tool(model=str(tiny_model_dir), task="tiny_sentiment_gen", run_id=run_id, as_job=True)
+    assert ledger.get_run(second["eval_run_id"])["parent_run_id"] == run_id
+    trained = collect(job_id=second["job_id"], max_minutes=5)
     assert trained["comparison"]["method"] == "paired_bootstrap" and trained["comparison"]["within_noise"] is True
     assert trained["contaminated"] is False and trained["delta"] == 0
+    assert ledger.list_evals()[-1]["run_id"] == run_id  # the score attaches to the training run
+    eval_run = ledger.get_run(second["eval_run_id"])
+    assert (eval_run["status"], eval_run["error"]) == ("completed", None) and eval_run["finished_at"]
+
+    tree = ledger.experiment_tree(tool.ctx.experiment_id)
+    [root] = tree["runs"]  # the training run; the evaluation runs hang off it or stand alone
+    assert root["id"] == run_id and [r["id"] for r in root["eval_runs"]] == [second["eval_run_id"]]
+    assert [r["id"] for r in tree["eval_runs"]] == [job["eval_run_id"], second["eval_run_id"]]
+    assert ledger.experiments_table()[0]["runs"] == 1
+    assert not (tool.ctx.settings.data_dir / "evals" / "jobs").exists()  # no sidecar files
     with pytest.raises(ToolError, match="not an evaluation job"):
         collect(job_id="local-000000000000")
+    with pytest.raises(ToolError, match="not an evaluation job"):
+        collect(job_id=ledger.get_run(ledger.create_run("sft", "m", "d", job_id="local-train"))["job_id"])
+
+
+def test_cancel_job_stops_an_evaluation_job(tool, collect, ledger, tiny_model_dir):
+    job = tool(model=str(tiny_model_dir), task="tiny_sentiment", is_baseline=True, as_job=True)
+    canceled = CancelJobTool(tool.ctx)(job_id=job["job_id"])
+    assert (canceled["stage"], canceled["run_id"]) == ("canceled", job["eval_run_id"])
+    run = ledger.get_run(job["eval_run_id"])
+    assert run["status"] == "canceled" and run["finished_at"]
+    with pytest.raises(ToolError, match="ended with stage canceled"):
+        collect(job_id=job["job_id"], max_minutes=0)
+    assert ledger.get_run(job["eval_run_id"])["status"] == "canceled" and ledger.list_evals() == []
 
 
 def _runner_log(model_dir: Path, out: Path, hub_id: str) -> list[str]:
@@ -237,6 +290,11 @@ def test_evaluation_as_an_hf_job_on_a_gpu_flavor(tmp_path, data_dir, ledger, tin
         assert details["job_details_path"].startswith("/tmp/ml-intern-eval/")
         assert len(Path(details["details_path"]).read_text().splitlines()) == 16  # rebuilt from EVAL_SAMPLES
         assert ledger.get_experiment(ctx.experiment_id)["base_model"] == "me/tiny-base"
+        eval_run = ledger.get_run(job["eval_run_id"])  # priced like a training job: 120 s on a10g-small
+        assert (eval_run["kind"], eval_run["backend"], eval_run["hardware"], eval_run["status"]) == (
+            "eval", "hf-jobs", "a10g-small", "completed")
+        assert eval_run["cost_usd"] == pytest.approx(2 * 0.016667, rel=1e-3)
+        assert ledger.experiment_cost(ctx.experiment_id) == eval_run["cost_usd"]
 
         server.state["plan"] = {**server.state["plan"], "logs": _runner_log(tiny_model_dir, tmp_path / "r2",
                                                                             "me/tiny-sft")}

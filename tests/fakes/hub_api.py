@@ -20,7 +20,8 @@ The viewer answers 401 ExternalUnauthenticatedError without a token and 404
 ExternalAuthenticatedError with one, for unknown datasets and for gated ones the token was not
 granted (state["granted_tokens"]); a dataset listed on the Hub with no viewer file answers 500
 ResponseNotReady. `/rows` refuses `length` over 100 with 422 InvalidParameter.
-state["rate_limit"] = n makes the next n `/api/` requests answer 429.
+state["rate_limit"] = n makes the next n `/api/` requests answer 429; state["server_error"] = n makes the
+next n `/api/datasets/{id}` requests answer 500.
 
 Uploads, as huggingface_hub's create_repo/create_commit speak them: `whoami-v2` (the user is a
 member of the orgs in state.get("orgs", ["my-org"])), `repos/create` (409 when the repo exists, 403
@@ -108,6 +109,14 @@ class FakeHubHandler(FakeHandler):
             return True
         return False
 
+    def _server_error(self) -> bool:
+        if self.state.get("server_error", 0) > 0:
+            self.state["server_error"] -= 1
+            self.send_json({"error": "Internal Error - We're working hard to fix this as soon as possible!"},
+                           status=500)
+            return True
+        return False
+
     @route("GET", r"/api/datasets")
     def list_datasets(self):
         if self._rate_limited():
@@ -132,7 +141,7 @@ class FakeHubHandler(FakeHandler):
 
     @route("GET", r"/api/datasets/(?P<owner>[^/]+)/(?P<name>[^/]+)")
     def dataset_info(self, owner: str, name: str):
-        if self._rate_limited():
+        if self._rate_limited() or self._server_error():
             return
         found = [d for d in load("datasets.json") if d["id"] == f"{owner}/{name}"]
         if not found:

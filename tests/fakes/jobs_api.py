@@ -7,6 +7,9 @@ lines (a copy of the plan's, in `state["jobs"][job_id]["logs"]`: append to it to
 more) as a replay from the first line, or the last `tail` ones, each event timestamped one second
 after the previous. `state["drop_logs"] = True` cuts every log stream off mid-way (half the events,
 then a part of the next one, then the connection closes); an integer n cuts off only the next n.
+`state["log_status"] = [429, 503]` answers the next log requests with those statuses, one each;
+`state["log_noise"] = True` interleaves keep-alive comments, blank events and malformed ones; and
+`state["log_hold_s"] = s` keeps a stream open for s seconds after its last event, as a running job's does.
 
     server = serve_jobs_api(token="hf_canary_123")
     settings = Settings(hf_endpoint=server.url, hf_token="hf_canary_123", compute_backend="hf-jobs")
@@ -15,6 +18,7 @@ then a part of the next one, then the connection closes); an integer n cuts off 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -139,10 +143,15 @@ class JobsApiHandler(FakeHandler):
         if "tail" in self.query:
             events = events[-int(self.query["tail"]):]
         drop = self.state.get("drop_logs")
-        if drop:
+        if self.state.get("log_status"):
+            status = self.state["log_status"].pop(0)
+            self.send_json({"error": "Too many requests" if status == 429 else "Internal error"}, status=status)
+        elif drop:
             if drop is not True:
                 self.state["drop_logs"] = drop - 1
             self._send_dropped_sse(events[: max(1, len(events) // 2)], events[len(events) // 2:][:1])
+        elif self.state.get("log_noise") or self.state.get("log_hold_s"):
+            self._send_noisy_sse(events)
         else:
             self.send_sse(events)
 
@@ -153,6 +162,21 @@ class JobsApiHandler(FakeHandler):
         job["plan"] = {**job["plan"], "stages": [("CANCELED", None)]}
         job["cursor"] = 0
         self.send_json({})
+
+    def _send_noisy_sse(self, events: list[str]) -> None:
+        """`events` with, under state["log_noise"], a keep-alive comment, an event that is not JSON and one
+        that is not an object before each; then state["log_hold_s"] seconds of silence before the end."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        noise = ": keep-alive\n\ndata: {not json\n\ndata: [1, 2]\n\nevent: ping\n\n"
+        noise = noise if self.state.get("log_noise") else ""
+        for event in events:
+            self.wfile.write(f"{noise}data: {event}\n\n".encode())
+        self.wfile.flush()
+        time.sleep(self.state.get("log_hold_s", 0))
+        self.close_connection = True
 
     def _send_dropped_sse(self, events: list[str], cut: list[str]) -> None:
         """A chunked event stream that sends `events`, the first half of the `cut` one, and closes

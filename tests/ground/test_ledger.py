@@ -23,6 +23,33 @@ def test_experiment_runs_and_evals_round_trip(ledger):
     assert (row["baseline"], row["best"], row["runs"]) == (0.5, 0.9, 1)
 
 
+def test_experiments_table_reports_the_targets_task_in_its_direction(ledger):
+    exp = ledger.create_experiment("lower the loss", task="tiny_sentiment", target="loss<=1.2")
+    run = ledger.create_run("sft", "tiny", "train.jsonl", experiment_id=exp)
+    ledger.record_eval("tiny", "tiny_sentiment", "acc", 0.5, is_baseline=True, experiment_id=exp)
+    ledger.record_eval("tiny", "loss", "loss", 2.0, is_baseline=True, experiment_id=exp)
+    for value in (0.9, 0.8):
+        ledger.record_eval("ckpt", "tiny_sentiment", "acc", value, experiment_id=exp, run_id=run)
+    for value in (1.4, 1.1, 1.3):
+        ledger.record_eval("ckpt", "loss", "loss", value, experiment_id=exp, run_id=run)
+    ledger.record_eval("ckpt", "loss", "loss", 0.2, experiment_id=exp, run_id=run, details={"max_samples": 5})
+
+    [row] = ledger.experiments_table()
+    # the target's task and its minimum, not the max over both tasks nor the smoke check
+    assert (row["task"], row["baseline"], row["best"]) == ("loss", 2.0, 1.1)
+    assert ledger.best_eval(exp, "loss", lower_is_better=True)["value"] == 1.1
+
+
+def test_experiments_table_finds_evals_of_a_target_written_another_way(ledger):
+    exp = ledger.create_experiment("math", target="GSM-8K>=0.6")
+    run = ledger.create_run("sft", "m", "d", experiment_id=exp)
+    ledger.record_eval("m", "gsm8k", "extractive_match", 0.4, is_baseline=True, experiment_id=exp)
+    ledger.record_eval("ckpt", "gsm8k", "extractive_match", 0.62, experiment_id=exp, run_id=run)
+    ledger.record_eval("ckpt", "ifeval", "prompt_level_strict_acc", 0.9, experiment_id=exp, run_id=run)
+    [row] = ledger.experiments_table()
+    assert (row["task"], row["baseline"], row["best"]) == ("gsm8k", 0.4, 0.62)
+
+
 def test_unknown_fields_are_refused(ledger):
     run = ledger.create_run("sft", "m", "d")
     with pytest.raises(ValueError, match="unknown runs fields"):
@@ -72,3 +99,26 @@ def test_old_ledger_files_gain_the_new_columns(tmp_path):
     ledger = Ledger(path)
     ledger.update_experiment(1, stop_reason="why", budget_json=json.dumps({"usd": 5}), finished_at=2.0)
     assert ledger.experiment_tree(1)["experiment"]["budget"] == {"usd": 5}
+
+
+def test_old_runs_tables_gain_the_kind_column(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, created_at REAL NOT NULL, "
+                   "experiment_id INTEGER, parent_run_id INTEGER, change TEXT, method TEXT NOT NULL, "
+                   "model TEXT NOT NULL, dataset TEXT NOT NULL, dataset_id INTEGER, script_path TEXT, "
+                   "script_sha256 TEXT, config_json TEXT, backend TEXT, job_id TEXT, "
+                   "status TEXT NOT NULL DEFAULT 'created', output_dir TEXT, hardware TEXT, cost_usd REAL, "
+                   "started_at REAL, finished_at REAL, error TEXT)")
+        db.execute("INSERT INTO runs (created_at, experiment_id, method, model, dataset) "
+                   "VALUES (1, 1, 'sft', 'm', 'd')")
+    ledger = Ledger(path)
+    assert ledger.get_run(1)["kind"] == "train"  # runs written before evaluation runs existed trained
+    scored = ledger.create_run("lighteval", "/ckpt", "tiny_sentiment|0", experiment_id=1, kind="eval",
+                               parent_run_id=1, job_id="local-e")
+    assert ledger.run_by_job("local-e")["kind"] == "eval"
+    assert [r["id"] for r in ledger.runs_for(1)] == [1, scored]
+    assert [r["id"] for r in ledger.runs_for(1, kind="train")] == [1]
+    assert [r["id"] for r in ledger.runs_for(1, kind="eval")] == [scored]
+    with pytest.raises(ValueError, match="unknown run kind 'test'"):
+        ledger.create_run("sft", "m", "d", kind="test")

@@ -179,7 +179,7 @@ class StubJobs(JobBackend):
         raise NotImplementedError
 
     def status(self, job_id):
-        return JobStatus(job_id, "error")
+        return JobStatus(job_id, "failed")
 
     def logs(self, job_id, tail=None):
         self.tails.append(tail)

@@ -14,16 +14,7 @@ from tools.backends.jobs import HfJobsBackend, LocalJobBackend
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.settings import Settings
-from tools.training.jobs import (
-    CancelJobTool,
-    JobLogsTool,
-    JobStatusTool,
-    SubmitJobTool,
-    WaitForJobTool,
-    job_tools,
-    metric_points,
-    parse_training_log,
-)
+from tools.training.jobs import job_tools, metric_points, parse_training_log
 from tools.training.scripts import WriteTrainingScriptTool
 
 CANARY = "hf_canary_0a1b2c3d4e5f"
@@ -55,7 +46,8 @@ def replace_script(tools, run_id: int, body: str) -> None:
 
 
 def test_sft_trains_the_tiny_model_on_the_local_backend(tools, tiny_model_dir, events):
-    run = tools.write(model=str(tiny_model_dir), dataset=str(TRAIN_FILE), max_steps=10, lora=False)
+    run = tools.write(model=str(tiny_model_dir), dataset=str(TRAIN_FILE), max_steps=10, lora=False,
+                      learning_rate=3e-3, per_device_train_batch_size=16)  # the tiny model learns in 10 steps
     started = time.monotonic()
     job = tools.submit(run_id=run["run_id"])
     assert job["backend"] == "local" and job["stage"] in ("queued", "running")
@@ -87,12 +79,12 @@ def test_sft_trains_the_tiny_model_on_the_local_backend(tools, tiny_model_dir, e
         tools.submit(run_id=run["run_id"])
 
 
-def test_a_failing_script_reports_error_with_its_traceback(tools, tiny_model_dir):
+def test_a_failing_script_reports_failed_with_its_traceback(tools, tiny_model_dir):
     run = tools.write(model=str(tiny_model_dir), dataset=str(TRAIN_FILE))
     replace_script(tools, run["run_id"], "def load():\n    raise KeyError('prompt')\nload()\n")
     job = tools.submit(run_id=run["run_id"])
     result = tools.wait(job_id=job["job_id"], max_minutes=1)
-    assert result["stage"] == "error"
+    assert result["stage"] == "failed"
     assert "Traceback" in result["log_tail"] and "KeyError: 'prompt'" in result["log_tail"]
     assert "KeyError: 'prompt'" in result["message"] and "Likely cause: dataset_format" in result["message"]
     assert f"parent_run_id={run['run_id']}" in result["message"]
@@ -160,7 +152,7 @@ def hf_tools(ledger, data_dir, events):
 def test_hf_jobs_run_through_the_tools(hf_tools, events):
     tools, server = hf_tools
     run = tools.write(model="Qwen/Qwen3-0.6B", dataset="trl-lib/Capybara", hub_model_id="fake-user/sft-1")
-    with pytest.raises(ToolError, match=r"unknown flavor 'h100-giant'.*a10g-small \(\$0.016667/minute\)"):
+    with pytest.raises(ToolError, match=r"unknown flavor 'h100-giant'.*a10g-small \(24 GB, ~\$1.00/h\)"):
         tools.submit(run_id=run["run_id"], flavor="h100-giant")
     job = tools.submit(run_id=run["run_id"], flavor="a10g-small", timeout_minutes=30)
     assert job["backend"] == "hf-jobs" and job["stage"] == "queued" and job["flavor"] == "a10g-small"
@@ -183,16 +175,19 @@ def test_hf_jobs_failure_explains_itself(hf_tools):
     run = tools.write(model="Qwen/Qwen3-0.6B", dataset="trl-lib/Capybara", hub_model_id="me/qwen-capybara")
     job = tools.submit(run_id=run["run_id"], flavor="t4-small")
     result = tools.wait(job_id=job["job_id"], max_minutes=1)
-    assert result["stage"] == "error"
+    assert result["stage"] == "failed"
     assert "out of memory" in result["message"] and "OutOfMemoryError" in result["log_tail"]
     assert tools.ctx.ledger.get_run(run["run_id"])["status"] == "failed"
 
 
-def test_tools_are_valid_smolagents_tools(tools):
+def test_job_tools_share_the_session_and_require_only_their_ids(tools):
     names = [t.name for t in (tools.submit, tools.status, tools.logs, tools.cancel, tools.wait)]
     assert names == ["submit_job", "job_status", "job_logs", "cancel_job", "wait_for_job"]
     for tool in (tools.write, tools.submit, tools.status, tools.logs, tools.cancel, tools.wait):
         assert tool.output_type == "object" and "Example:" in tool.description
-    assert isinstance(tools.status, JobStatusTool) and isinstance(tools.logs, JobLogsTool)
-    assert isinstance(tools.cancel, CancelJobTool) and isinstance(tools.wait, WaitForJobTool)
-    assert isinstance(tools.submit, SubmitJobTool)
+    required = {tool.name: [name for name, spec in tool.inputs.items() if not spec.get("nullable")]
+                for tool in (tools.write, tools.submit, tools.status, tools.logs, tools.cancel, tools.wait)}
+    assert required == {"write_training_script": ["model", "dataset"], "submit_job": ["run_id"],
+                        "job_status": ["job_id"], "job_logs": ["job_id"], "cancel_job": ["job_id"],
+                        "wait_for_job": ["job_id"]}
+    assert all(tool.ctx is tools.ctx for tool in (tools.submit, tools.status, tools.logs, tools.cancel, tools.wait))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import socket
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +144,55 @@ def test_reserved_names_are_refused():
     assert problems == ["line 1: the name `CONFIG` is already used by the training script or the reward library; "
                         "rename it."]
     assert ast.parse(GOOD)
+
+
+# Rewards that get past the static check (a private member of an allowed module is not a dunder) and try the
+# environment, the disk and the network at run time; each raises what it found, which the check reports.
+SNEAKY_ENV = '''import collections
+
+def sneaky(completions, **kwargs):
+    os = collections._sys.modules["os"]
+    raise ValueError(repr({"env": dict(os.environ), "home": os.path.expanduser("~")}))
+'''
+SNEAKY_FILE = '''import collections
+
+def sneaky(completions, **kwargs):
+    collections._sys.modules["builtins"].open(MARKER, "w").write("x")
+    return [0.0] * len(completions)
+'''
+SNEAKY_SOCKET = '''import collections
+
+def sneaky(completions, **kwargs):
+    socket = collections._sys.modules["importlib"].import_module("socket")
+    socket.create_connection(("127.0.0.1", PORT), timeout=3)
+    return [0.0] * len(completions)
+'''
+CANARIES = {"HF_TOKEN": "hf_canaryReward0123456789", "ANTHROPIC_API_KEY": "sk-ant-canaryReward",
+            "GITHUB_TOKEN": "ghp_canaryReward", "OPENAI_API_KEY": "sk-canaryReward"}
+
+
+def test_a_reward_reading_the_environment_finds_no_token_and_a_scratch_home(monkeypatch):
+    for name, value in CANARIES.items():
+        monkeypatch.setenv(name, value)
+    problem = "\n".join(check_custom_reward(SNEAKY_ENV)[1])
+    assert "raised ValueError: {'env': {" in problem and "'HOME': " in problem  # the read ran, in the sandbox
+    assert not any(name in problem or value in problem for name, value in CANARIES.items())
+    assert f"'home': '{Path.home()}'" not in problem and "ml-intern-sandbox-" in problem
+
+
+def test_a_reward_writing_outside_its_workspace_leaves_no_file(tmp_path):
+    marker = tmp_path / "marker"
+    problem = "\n".join(check_custom_reward(f"MARKER = {str(marker)!r}\n" + SNEAKY_FILE)[1])
+    assert "raised PermissionError" in problem and not marker.exists()
+
+
+def test_a_reward_opening_a_socket_reaches_nothing():
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.5)
+    try:
+        problem = "\n".join(check_custom_reward(f"PORT = {server.getsockname()[1]}\n" + SNEAKY_SOCKET)[1])
+        with pytest.raises(TimeoutError):
+            server.accept()
+    finally:
+        server.close()
+    assert "raised PermissionError" in problem or "raised OSError" in problem, problem

@@ -15,7 +15,9 @@ from tools.errors import ToolError
 from tools.settings import Settings
 from tools.training import scripts
 from tools.training.scripts import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_LEARNING_RATE,
+    DEFAULT_LORA_LEARNING_RATE,
     PINNED_DEPENDENCIES,
     QLORA_DEPENDENCY,
     TRACKIO_DEPENDENCY,
@@ -73,12 +75,47 @@ def test_write_training_script_records_a_run(ctx, tiny_model_dir):
     assert run["script_sha256"] == sha256_text(script.read_text())
     assert result["output_dir"] == str(script.parent / "checkpoint") == run["output_dir"]
     config = json.loads(run["config_json"])
-    assert config["max_steps"] == 20 and config["lora"] is True and config["learning_rate"] == DEFAULT_LEARNING_RATE
+    assert config["max_steps"] == 20 and config["lora"] is True
+    assert config["learning_rate"] == DEFAULT_LORA_LEARNING_RATE["sft"]
     assert config["dataset"].endswith("sentiment_train.jsonl") and config["dataset"].startswith("/")
 
     child = tool(model=str(tiny_model_dir), dataset=DATA, learning_rate=1e-3, parent_run_id=result["run_id"],
                  change="lr 3e-3 -> 1e-3")
     assert ctx.ledger.get_run(child["run_id"])["parent_run_id"] == result["run_id"]
+
+
+def test_defaults_are_trls_for_a_real_model_not_the_tiny_test_models():
+    """TRL 1.16's learning rate per method (LoRA at 10x), batch size, lengths and GRPO group size."""
+    from trl import DPOConfig, GRPOConfig, ModelConfig, SFTConfig
+
+    trl_configs = {"sft": SFTConfig, "dpo": DPOConfig, "grpo": GRPOConfig}
+    for method, trl_config in trl_configs.items():
+        fields = trl_config.__dataclass_fields__
+        config = TrainingConfig(model="m", dataset="d", output_dir="o", method=method)
+        assert config.learning_rate == DEFAULT_LEARNING_RATE[method] == fields["learning_rate"].default
+        lora = TrainingConfig(model="m", dataset="d", output_dir="o", method=method, lora=True)
+        assert lora.learning_rate == DEFAULT_LORA_LEARNING_RATE[method]
+        assert lora.learning_rate == pytest.approx(10 * fields["learning_rate"].default)
+        assert config.per_device_train_batch_size == DEFAULT_BATCH_SIZE == fields["per_device_train_batch_size"].default
+        if method in ("dpo", "grpo"):
+            assert config.beta == fields["beta"].default
+        if method in ("sft", "dpo"):
+            assert config.max_length == fields["max_length"].default
+    grpo = GRPOConfig.__dataclass_fields__
+    config = TrainingConfig(model="m", dataset="d", output_dir="o", method="grpo")
+    assert config.num_generations == grpo["num_generations"].default
+    assert config.max_completion_length == grpo["max_completion_length"].default
+    assert (config.lora_r, config.lora_alpha) == (ModelConfig.lora_r, ModelConfig.lora_alpha)
+    assert TrainingConfig(model="m", dataset="d", output_dir="o", qlora=True).learning_rate == 2e-4
+    assert TrainingConfig(model="m", dataset="d", output_dir="o", learning_rate=3e-3).learning_rate == 3e-3
+
+
+def test_write_training_script_defaults_the_learning_rate_per_method_and_adapter(ctx):
+    tool = WriteTrainingScriptTool(ctx)
+    dpo = tool(model="Qwen/Qwen3-0.6B", dataset=DATA, method="dpo")["config"]
+    lora = tool(model="Qwen/Qwen3-0.6B", dataset=DATA, lora=True, per_device_train_batch_size=4)["config"]
+    assert (dpo["learning_rate"], dpo["per_device_train_batch_size"]) == (1e-6, 8)
+    assert (lora["learning_rate"], lora["per_device_train_batch_size"]) == (2e-4, 4)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -229,3 +266,20 @@ def test_packing_is_an_sft_option_that_reaches_the_trainer(ctx, tiny_model_dir):
     assert "'packing': True" in script and 'packing=cfg.get("packing", False)' in script
     with pytest.raises(ToolError, match="packing applies only to SFT"):
         WriteTrainingScriptTool(ctx)(model=str(tiny_model_dir), dataset=DATA, method="dpo", packing=True)
+
+
+def test_the_tool_inputs_come_from_the_config_fields_with_their_defaults():
+    inputs = WriteTrainingScriptTool.inputs
+    assert list(inputs)[:3] == ["model", "dataset", "dataset_split"]
+    assert list(inputs)[-2:] == ["parent_run_id", "change"]
+    assert "nullable" not in inputs["model"] and "nullable" not in inputs["dataset"]
+    assert all(spec.get("nullable") for name, spec in inputs.items() if name not in ("model", "dataset"))
+    assert inputs["max_steps"] == {"type": "integer", "nullable": True,
+                                   "description": f"Optimizer steps (default {scripts.DEFAULT_MAX_STEPS})."}
+    assert f"(default {DEFAULT_BATCH_SIZE})" in inputs["per_device_train_batch_size"]["description"]
+    assert (inputs["learning_rate"]["type"], inputs["lora"]["type"], inputs["reward_functions"]["type"]) == \
+        ("number", "boolean", "array")
+    assert f"sft {DEFAULT_LEARNING_RATE['sft']:g}" in inputs["learning_rate"]["description"]
+    assert f"sft {DEFAULT_LORA_LEARNING_RATE['sft']:g}" in inputs["learning_rate"]["description"]
+    assert all(f"- {name}:" in inputs["reward_functions"]["description"] for name in scripts.LIBRARY)
+    assert not inputs["lora"]["description"].endswith("(default False).")

@@ -18,6 +18,7 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tools.backends.hub import hf_api
 from tools.settings import Settings
 
 BYTES_PER_PARAM = {"full": 18.0, "lora": 2.0, "qlora": 0.55}
@@ -37,6 +38,8 @@ APPROXIMATE = "built-in table (approximate prices; the Hub's hardware list was u
 
 @dataclass
 class Flavor:
+    """One kind of hardware a job can run on: what preflight checks, backends list and costs are priced from."""
+
     name: str
     pretty_name: str
     gpus: int  # 0 for CPU flavors
@@ -54,6 +57,15 @@ class Flavor:
     def usable_memory_gb(self) -> float:
         """What one training process can use: one GPU's memory, or the RAM on a CPU flavor."""
         return self.gpu_memory_gb * GPU_HEADROOM if self.is_gpu else self.ram_gb * RAM_HEADROOM
+
+    def summary(self) -> str:
+        """How a flavor is listed to the LLM: "a10g-largex2 (2x 24 GB, ~$3.00/h)", "cpu-basic (CPU, 16 GB RAM, ...)"."""
+        if self.is_gpu:
+            memory = f"{self.gpus}x {self.gpu_memory_gb:.0f} GB" if self.gpus > 1 else f"{self.gpu_memory_gb:.0f} GB"
+        else:
+            memory = f"CPU, {self.ram_gb:.0f} GB RAM"
+        price = f"~${self.price_per_hour:.2f}/h" if self.price_per_hour is not None else "price unknown"
+        return f"{self.name} ({memory}, {price})"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,11 +144,8 @@ def _call_with_timeout(fn, timeout_s: float):
 
 def list_hardware(settings: Settings) -> list[Flavor]:
     """The Hub's Jobs hardware with hourly prices; the built-in table when the Hub cannot answer."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token or False, library_name="ml-intern")
     try:
-        listing = _call_with_timeout(api.list_jobs_hardware, settings.http_timeout_s)
+        listing = _call_with_timeout(hf_api(settings).list_jobs_hardware, settings.http_timeout_s)
         flavors = [flavor_from_hub(info) for info in listing]
     except Exception:  # any failure (offline, 401, 5xx, odd payload) falls back to the built-in table
         return builtin_flavors()

@@ -76,7 +76,11 @@ class JobLog:
         if not self._unsaved:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+b") as probe:  # a crash may have left the last line without its newline
+            cut = probe.tell() > 0 and probe.seek(-1, 2) is not None and probe.read(1) != b"\n"
         with self.path.open("a", encoding="utf-8") as handle:
+            if cut:
+                handle.write("\n")
             handle.writelines(json.dumps(list(key), ensure_ascii=False) + "\n" for key in self._unsaved)
         self._unsaved.clear()
 

@@ -1,6 +1,6 @@
 """Clients for the Hugging Face Hub, built from Settings: `hf_api` (huggingface_hub's HfApi),
 `DatasetViewer` (the dataset viewer API), and `hub_errors`, which turns Hub failures into
-ToolErrors the agent can act on.
+ToolErrors the agent can act on; `is_hub_id` says whether a string is a repo id.
 
 Text that comes back from the Hub (paper abstracts, dataset rows, cards) is written by third
 parties: tools return it as capped data fields, never splice it into instructions.
@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import httpx
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from tools.errors import ToolError
 from tools.settings import Settings
@@ -27,6 +28,18 @@ def hf_api(settings: Settings) -> HfApi:
     """
     return HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token or False,
                  library_name="ml-intern")
+
+
+def is_hub_id(value: object, namespaced: bool = False) -> bool:
+    """Whether `value` is a Hub repo id by huggingface_hub's own rules ("name" or "owner/name": letters,
+    digits, '-', '_', '.', at most 96 characters, no '--' or '..'); with `namespaced`, only "owner/name"."""
+    if not isinstance(value, str) or not value or (namespaced and "/" not in value):
+        return False
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        return False
+    return True
 
 
 @contextmanager

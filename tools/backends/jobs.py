@@ -22,18 +22,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tools.backends.hardware import Flavor, list_hardware
+from tools.backends.hub import hf_api
 from tools.errors import ToolError
 from tools.settings import Settings
+from tools.stages import TERMINAL
 
-STAGES = ("queued", "running", "completed", "error", "canceled", "timeout")
-TERMINAL_STAGES = frozenset({"completed", "error", "canceled", "timeout"})
 CANCEL_GRACE_S = 5.0
 
 
 @dataclass
 class JobStatus:
     job_id: str
-    stage: str  # one of STAGES
+    stage: str  # one of tools.stages.STAGES
     message: str | None = None
     started_at: float | None = None  # epoch seconds
     finished_at: float | None = None
@@ -41,7 +42,7 @@ class JobStatus:
 
     @property
     def done(self) -> bool:
-        return self.stage in TERMINAL_STAGES
+        return self.stage in TERMINAL
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,10 +72,19 @@ class JobBackend(ABC):
     def cancel(self, job_id: str) -> None:
         """Stop the job; a no-op for a job that already ended."""
 
-    def flavors(self) -> list[dict]:
-        """Hardware this backend can run on: [{"name", "pretty_name", "accelerator", "unit_cost_usd",
-        "unit_label"}]. Empty when the backend has no choice of hardware."""
+    def flavors(self) -> list[Flavor]:
+        """Hardware this backend can run on, with hourly prices; empty when it has no choice of hardware."""
         return []
+
+    def cost(self, flavor: str | None, started: float | None, finished: float | None) -> float | None:
+        """Dollars a job on `flavor` cost from `started` to `finished` (epoch seconds); None when unknown."""
+        if not (flavor and started and finished):
+            return None
+        try:
+            price = next((f.price_per_hour for f in self.flavors() if f.name == flavor), None)
+        except ToolError:
+            return None
+        return None if price is None else round(price * (finished - started) / 3600, 6)
 
 
 # The local wrapper: runs the job as its child, enforces the timeout and records how it ended in
@@ -195,7 +205,7 @@ class LocalJobBackend(JobBackend):
             elif code == 0:
                 stage, message = "completed", "exited with code 0"
             else:
-                stage, message = "error", f"exited with code {code}"
+                stage, message = "failed", f"exited with code {code}"
             return JobStatus(job_id, stage, message, started, info["finished_at"], code)
         if (job_dir / "canceled").exists():
             if self._alive(job_id, state["pid"]):
@@ -204,8 +214,8 @@ class LocalJobBackend(JobBackend):
                              (job_dir / "canceled").stat().st_mtime)
         if self._alive(job_id, state["pid"]):
             return JobStatus(job_id, "running", None, started)
-        return JobStatus(job_id, "error", "the job process disappeared without recording an exit code (was the "
-                                          "machine or app restarted?)", started, None)
+        return JobStatus(job_id, "failed", "the job process disappeared without recording an exit code (was the "
+                                           "machine or app restarted?)", started, None)
 
     def logs(self, job_id, tail=None):
         log = self._dir(job_id) / "log.txt"
@@ -238,7 +248,7 @@ class LocalJobBackend(JobBackend):
 
 
 HF_STAGES = {"SCHEDULING": "queued", "RUNNING": "running", "UPDATING": "running", "COMPLETED": "completed",
-             "ERROR": "error", "CANCELED": "canceled", "DELETED": "canceled"}
+             "ERROR": "failed", "CANCELED": "canceled", "DELETED": "canceled"}
 # Fetches the script from the environment, so the job needs no bucket upload and the command stays short.
 HF_COMMAND = ('python -c "import base64, os; open(\'/tmp/train.py\', \'wb\').write('
               'base64.b64decode(os.environ[\'ML_INTERN_SCRIPT_B64\']))" && exec uv run /tmp/train.py')
@@ -259,14 +269,12 @@ class HfJobsBackend(JobBackend):
     name = "hf-jobs"
 
     def __init__(self, settings: Settings, sleep: Callable[[float], None] = time.sleep):
-        from huggingface_hub import HfApi
-
         from tools.backends.hf_job_logs import HfJobLogReader
 
         self.settings = settings
-        self.api = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token)
+        self.api = hf_api(settings)
         self._namespace = settings.hf_namespace
-        self._flavors: list[dict] | None = None
+        self._flavors: list[Flavor] | None = None
         self.log_reader = HfJobLogReader(self.api, Path(settings.data_dir).resolve() / "jobs",
                                          lambda: self.namespace, sleep=sleep,
                                          connect_timeout_s=settings.http_timeout_s)
@@ -274,17 +282,17 @@ class HfJobsBackend(JobBackend):
     @property
     def namespace(self) -> str:
         if self._namespace is None:
+            if not self.settings.hf_token:
+                raise ToolError("HF Jobs needs a Hugging Face token: sign in or set HF_TOKEN (with write access), "
+                                "or use the local compute backend.")
             self._namespace = self._call(lambda: self.api.whoami()["name"], "look up your Hub user")
         return self._namespace
 
     def _call(self, fn, what: str, job_id: str | None = None):
-        from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
+        from huggingface_hub.errors import HfHubHTTPError
 
         try:
             return fn()
-        except LocalTokenNotFoundError as exc:
-            raise ToolError("HF Jobs needs a Hugging Face token: sign in or set HF_TOKEN (with write access), "
-                            "or use the local compute backend.") from exc
         except HfHubHTTPError as exc:
             status = getattr(exc.response, "status_code", None)
             if status == 404 and job_id:
@@ -296,12 +304,10 @@ class HfJobsBackend(JobBackend):
             raise ToolError(f"HF Jobs failed to {what}: {exc}") from exc
 
     def flavors(self):
+        """The Hub's Jobs hardware (hardware.list_hardware: the built-in table when the Hub cannot answer),
+        asked once per backend."""
         if self._flavors is None:
-            hardware = self._call(self.api.list_jobs_hardware, "list hardware")
-            self._flavors = [{"name": h.name, "pretty_name": h.pretty_name,
-                              "accelerator": h.accelerator and f"{h.accelerator.quantity}x {h.accelerator.model} "
-                                                               f"({h.accelerator.vram})",
-                              "unit_cost_usd": h.unit_cost_usd, "unit_label": h.unit_label} for h in hardware]
+            self._flavors = list_hardware(self.settings)
         return self._flavors
 
     def submit(self, script_path, *, run_id, env=None, secrets=None, flavor=None, timeout_s=None, labels=None):
@@ -325,10 +331,10 @@ class HfJobsBackend(JobBackend):
         raw = str(job.status.stage)
         message = job.status.message
         stage = HF_STAGES.get(raw, "running")
-        if stage == "error" and message and re.search(r"time ?out|timed out", message, re.I):
+        if stage == "failed" and message and re.search(r"time ?out|timed out", message, re.I):
             stage = "timeout"
         code = re.search(r"exit code:? *(-?\d+)", message or "")
-        if stage in TERMINAL_STAGES:
+        if stage in TERMINAL:
             self.log_reader.job_ended(job_id)
         return JobStatus(job_id, stage, message or raw.lower(),
                          job.started_at.timestamp() if job.started_at else None,

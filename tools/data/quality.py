@@ -44,31 +44,20 @@ ENGLISH_WARN = 0.80
 
 class CheckDatasetQualityTool(Tool):
     name = "check_dataset_quality"
-    description = """Check a dataset's quality on a sample before training on it, with numbers and a verdict.
-
-Inputs: dataset (Hub id like "openai/gsm8k", or a local .jsonl/.json file or folder), split (default
-"train"), sample_size (rows to read, default 500, max 1000; a Hub sample is spread over the split),
-tokenizer (a model id or local model folder to count tokens; default: whitespace words), eval_dataset
-(the benchmark you will evaluate on, Hub id or local folder/file such as "evals/data/tiny_sentiment",
-checked for 8-gram overlap with the sample), config (Hub config/subset).
-Returns {"dataset", "config", "split", "sample": {"rows", "of", "how"}, "trl_format",
-"columns": {name: {"empty", "near_empty"}}, "rows_with_empty_fields",
-"duplicates": {"exact", "exact_share", "near_pairs", "near_rows", "near_share"},
-"lengths": {"unit", "per_example": {"min", "median", "p95", "max"}, "columns": {...}},
-"language": {heuristic shares}, "labels": {column: {"counts", "majority_share", "source"}},
-"eval_overlap": {"eval_items", "contaminated", "fraction", "eval_indices", "train_rows"} or None,
-"statistics": full-split viewer statistics or None,
-"problems": [{"severity": "blocker"|"caveat", "check", "detail", "fix"}],
-"verdict": "good"|"usable with caveats"|"not usable", "summary"}.
-Example: report = check_dataset_quality(dataset="openai/gsm8k", config="main", eval_dataset="openai/gsm8k")"""
+    description = """Check a sample of a dataset before training: empty fields, duplicates, lengths, language,
+label balance, 8-gram overlap with the eval set.
+Returns {"duplicates", "lengths", "labels", "eval_overlap"..., "problems": [{"severity": "blocker"|"caveat",
+"detail", "fix"}], "verdict": "good"|"usable with caveats"|"not usable", "summary"}.
+Example: check_dataset_quality(dataset="openai/gsm8k", config="main", eval_dataset="openai/gsm8k")"""
     inputs = {
         "dataset": {"type": "string", "description": "Hub dataset id (owner/name) or a local path."},
         "split": {"type": "string", "description": "Split to sample; default train.", "nullable": True},
-        "sample_size": {"type": "integer", "description": "Rows to read (10-1000, default 500).", "nullable": True},
-        "tokenizer": {"type": "string", "description": "Model id or local folder whose tokenizer counts "
-                      "lengths; default whitespace words.", "nullable": True},
-        "eval_dataset": {"type": "string", "description": "Eval set to check for overlap (Hub id or local "
-                         "path); its test split is used when it has one.", "nullable": True},
+        "sample_size": {"type": "integer", "description": "Rows to read, spread over the split (10-1000, "
+                        "default 500).", "nullable": True},
+        "tokenizer": {"type": "string", "description": "Model whose tokenizer counts lengths; default words.",
+                      "nullable": True},
+        "eval_dataset": {"type": "string", "description": "Benchmark to check for overlap (Hub id or local path).",
+                         "nullable": True},
         "config": {"type": "string", "description": "Config (subset) name; default the first.", "nullable": True},
     }
     output_type = "object"

@@ -14,7 +14,7 @@ import yaml
 from huggingface_hub import CommitOperationAdd
 from smolagents import Tool
 
-from tools.backends.hub import hf_api, hub_errors, new_private_dataset_repo
+from tools.backends.hub import hf_api, hub_errors, is_hub_id, new_private_dataset_repo
 from tools.context import ToolContext
 from tools.data.formats import SPEAKERS, conversation_turns, render_row, resolve_roles
 from tools.data.rows import LoadedRows, load_rows
@@ -24,47 +24,32 @@ from tools.untrusted import fence
 TARGETS = ("messages", "prompt-completion", "prompt-only", "preference")
 MAX_HUB_ROWS = 20_000  # 200 viewer calls; bigger sets are converted inside a job with `datasets`
 SEED = 42
-HUB_REPO = re.compile(r"^(?:[\w.-]{1,96}/)?[\w-](?:[\w.-]{0,94}[\w-])?$")
 
 
 class ReformatDatasetTool(Tool):
     name = "reformat_dataset"
-    description = """Convert a dataset into a TRL training format, clean it, split it and save it (optionally
-push it to the Hub); the transformation is recorded in the experiment ledger.
-
-Inputs: dataset (Hub id or local .jsonl/.json path), target_format ("messages" for SFT,
-"prompt-completion" for SFT, "prompt-only" for GRPO: prompt plus an `answer` column holding the final
-answer, taken from GSM8K's "#### N" or \\boxed{} when present, "preference" for DPO),
-column_map (optional {role: column}; roles: prompt, completion, input, system, conversations, chosen,
-rejected; detected from usual names when omitted: ShareGPT conversations from/value, messages,
-Alpaca instruction/input/output, question/answer, problem/solution, prompt/chosen/rejected),
-system_prompt (added as the first turn), filter_min_chars (drop rows whose prompt or reply is
-shorter), max_rows (rows to read), test_size (fraction like 0.1 or a row count; seed 42),
-split (source split, default "train"), push_to_hub and hub_dataset_id ("owner/name" or "name";
-a new private dataset repo; needs HF_TOKEN), config (source config).
-Always drops empty rows and exact duplicates. Saved to <data_dir>/datasets/<name>/{train,test}.jsonl.
-Returns {"dataset_id": ledger id, "path": folder, "rows": total, "format", "splits": {"train": n,
-"test": n}, "hub_id": str|None, "source_shape", "columns": {role: column}, "dropped": {reason: n},
-"sample": first 2 rows (fenced text), "notes"}.
-Example: out = reformat_dataset(dataset="openai/gsm8k", config="main", target_format="prompt-only",
-system_prompt="Solve the problem. End with '#### <answer>'.", test_size=0.05)"""
+    description = """Convert a dataset into a TRL format (columns detected from ShareGPT, Alpaca, question/answer...
+unless column_map says), drop empty rows and duplicates, split, save (optionally push) and record it.
+Returns {"dataset_id", "path", "rows", "splits", "hub_id", "columns", "dropped", "sample", "notes"}.
+Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="prompt-only", test_size=0.05)"""
     inputs = {
-        "dataset": {"type": "string", "description": "Hub dataset id (owner/name) or a local path."},
-        "target_format": {"type": "string", "description": "messages, prompt-completion, prompt-only or preference."},
-        "column_map": {"type": "object", "description": "Optional {role: source column}, e.g. "
-                       "{\"prompt\": \"question\", \"completion\": \"answer\"}.", "nullable": True},
-        "system_prompt": {"type": "string", "description": "System prompt to add to every row.", "nullable": True},
-        "filter_min_chars": {"type": "integer", "description": "Drop rows whose prompt or reply has fewer "
-                             "characters.", "nullable": True},
+        "dataset": {"type": "string", "description": "Hub dataset id or local .jsonl/.json path."},
+        "target_format": {"type": "string", "description": "messages or prompt-completion (SFT), preference (DPO), "
+                          "prompt-only (GRPO; adds an `answer` column from \"#### N\" or \\boxed{})."},
+        "column_map": {"type": "object", "description": "{role: source column}; roles: prompt, completion, input, "
+                       "system, conversations, chosen, rejected.", "nullable": True},
+        "system_prompt": {"type": "string", "description": "Added as the first turn.", "nullable": True},
+        "filter_min_chars": {"type": "integer", "description": "Drop rows with a shorter prompt or reply.",
+                             "nullable": True},
         "max_rows": {"type": "integer", "description": "Read at most this many source rows.", "nullable": True},
-        "test_size": {"type": "number", "description": "Held-out test split: a fraction (0-1) or a row count.",
+        "test_size": {"type": "number", "description": "Test split: a fraction (0-1) or a row count.",
                       "nullable": True},
         "split": {"type": "string", "description": "Source split; default train.", "nullable": True},
         "push_to_hub": {"type": "boolean", "description": "Push to a new private Hub dataset repo.",
                         "nullable": True},
-        "hub_dataset_id": {"type": "string", "description": "Repo id for the push: owner/name or name.",
+        "hub_dataset_id": {"type": "string", "description": "Repo id for the push.",
                            "nullable": True},
-        "config": {"type": "string", "description": "Source config (subset) name.", "nullable": True},
+        "config": {"type": "string", "description": "Source config (subset).", "nullable": True},
     }
     output_type = "object"
 
@@ -82,7 +67,7 @@ system_prompt="Solve the problem. End with '#### <answer>'.", test_size=0.05)"""
         if push_to_hub and not self.ctx.settings.hf_token:
             raise ToolError("push_to_hub needs an HF token with write access: set HF_TOKEN, or call again "
                             "with push_to_hub=False to save the dataset locally only.")
-        if hub_dataset_id and not HUB_REPO.match(hub_dataset_id):
+        if hub_dataset_id and not is_hub_id(hub_dataset_id):
             raise ToolError(f"hub_dataset_id {hub_dataset_id!r} is not a repo id: use \"owner/name\" or \"name\" "
                             "with letters, digits, '-', '_' and '.' (at most 96 characters).")
         if max_rows is not None and int(max_rows) < 1:

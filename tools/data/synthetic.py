@@ -21,7 +21,7 @@ from huggingface_hub import CommitOperationAdd
 from smolagents import Tool
 
 from evals.contamination import ngram_overlap, words
-from tools.backends.hub import cap_text, hf_api, hub_errors, new_private_dataset_repo
+from tools.backends.hub import cap_text, hf_api, hub_errors, is_hub_id, new_private_dataset_repo
 from tools.context import ToolContext
 from tools.data.quality import near_duplicate_pairs
 from tools.data.rows import load_rows
@@ -38,7 +38,6 @@ MAX_PROBLEMS = 10
 MAX_EXAMPLES = 20_000
 EVAL_ROWS = 20_000
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-HUB_REPO = re.compile(r"^(?:[\w.-]{1,96}/)?[\w-](?:[\w.-]{0,94}[\w-])?$")
 
 
 def turn_problems(turns, field: str) -> list[str]:
@@ -197,56 +196,27 @@ def _eval_location(ctx: ToolContext, eval_dataset: str) -> str:
 
 class GenerateSyntheticDataTool(Tool):
     name = "generate_synthetic_data"
-    description = """Check and save training examples that you wrote yourself (synthetic data), e.g. for edge
-cases a dataset lacks. You write the examples in your code; this tool validates them against a TRL
-format, drops invalid ones (naming example index and field), exact and near duplicates (word
-shingles, Jaccard >= 0.9) and any that share an 8-word sequence with the eval set, then saves the
-rest to <data_dir>/datasets/<name>/train.jsonl with a card, records it in the experiment ledger and
-optionally pushes it to a new private Hub dataset repo.
-
-Inputs:
-- spec: what the data is for and which edge cases it covers (goes into the card and the ledger).
-- examples: a list of dicts in the target format:
-  "messages": {"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}, last turn assistant;
-  "prompt-completion": {"prompt": str, "completion": str} (or both as turn lists);
-  "preference": {"prompt": str, "chosen": str, "rejected": str} (or all as turn lists);
-  "prompt-only": {"prompt": str, "answer": str (optional, handed to GRPO reward functions)}.
-  Extra scalar fields (e.g. "edge_case": "negation") are kept as metadata.
-- target_format: one of the four above (default "messages").
-- eval_dataset: the eval set to check contamination against: a local folder/.jsonl (e.g.
-  "evals/data/tiny_sentiment") or a Hub id; its test split when it has one. Strongly recommended.
-- name: folder name (default from the format); hub_dataset_id: "owner/name" or "name" for the push.
-- push_to_hub: push to a new private dataset repo (needs HF_TOKEN).
-- min_examples: refuse (save nothing) when fewer examples than this survive the checks.
-
-Returns {"dataset_id", "path", "rows", "format", "dropped": {"invalid", "duplicates", "contaminated"},
-"problems": first few "example i: ..." messages, "hub_id", "notes"}. Train with
-write_training_script(dataset=result["path"], ...).
-
-Example:
-    out = generate_synthetic_data(
-        spec="Sentiment labels for reviews with negation and sarcasm.",
-        examples=[
-            {"messages": [{"role": "user", "content": "Review: Not bad at all, I'd go again.\\nSentiment?"},
-                          {"role": "assistant", "content": "positive"}], "edge_case": "negation"},
-            {"messages": [{"role": "user", "content": "Review: Oh great, another two-hour queue.\\nSentiment?"},
-                          {"role": "assistant", "content": "negative"}], "edge_case": "sarcasm"},
-        ],
-        target_format="messages", eval_dataset="evals/data/tiny_sentiment", min_examples=2)
-    print(out["rows"], out["dropped"], out["problems"])"""
+    description = """Check and save training examples you wrote (e.g. edge cases a dataset lacks): drops invalid
+ones, near duplicates and any overlapping the eval set; saves and records the rest.
+Returns {"dataset_id", "path", "rows", "dropped": {"invalid", "duplicates", "contaminated"}, "problems",
+"hub_id"}; train on out["path"].
+Example: generate_synthetic_data(spec="negation", examples=[{"prompt": "Not bad. Sentiment?", "completion":
+"positive"}], target_format="prompt-completion", eval_dataset="evals/data/tiny_sentiment")"""
     inputs = {
-        "spec": {"type": "string", "description": "What the data is for and which edge cases it covers."},
-        "examples": {"type": "array", "description": "The examples: a list of dicts in the target format."},
-        "target_format": {"type": "string", "description": "messages (default), prompt-completion, preference or "
+        "spec": {"type": "string", "description": "What the data is for, which edge cases it covers."},
+        "examples": {"type": "array", "description": "Dicts in the target format: {\"messages\": [{\"role\", "
+                     "\"content\"}...]} ending with assistant, {\"prompt\", \"completion\"}, {\"prompt\", "
+                     "\"chosen\", \"rejected\"} or {\"prompt\", \"answer\"?}; extra scalar fields are kept."},
+        "target_format": {"type": "string", "description": "messages (default), prompt-completion, preference, "
                           "prompt-only.", "nullable": True},
-        "eval_dataset": {"type": "string", "description": "Local eval folder/.jsonl or Hub id to check "
-                         "contamination against.", "nullable": True},
-        "name": {"type": "string", "description": "Folder name under <data_dir>/datasets/.", "nullable": True},
+        "eval_dataset": {"type": "string", "description": "Eval set (local path or Hub id) to check contamination "
+                         "against; strongly recommended.", "nullable": True},
+        "name": {"type": "string", "description": "Folder name of the saved dataset.", "nullable": True},
         "push_to_hub": {"type": "boolean", "description": "Push to a new private Hub dataset repo.",
                         "nullable": True},
-        "hub_dataset_id": {"type": "string", "description": "Repo id for the push: owner/name or name.",
+        "hub_dataset_id": {"type": "string", "description": "Repo id for the push.",
                            "nullable": True},
-        "min_examples": {"type": "integer", "description": "Refuse when fewer examples survive the checks.",
+        "min_examples": {"type": "integer", "description": "Save nothing when fewer examples survive the checks.",
                          "nullable": True},
     }
     output_type = "object"
@@ -330,7 +300,7 @@ Example:
         if push_to_hub and not self.ctx.settings.hf_token:
             raise ToolError("push_to_hub needs an HF token with write access: set HF_TOKEN, or call again with "
                             "push_to_hub=False to save the data locally only.")
-        if hub_dataset_id and not HUB_REPO.match(hub_dataset_id):
+        if hub_dataset_id and not is_hub_id(hub_dataset_id):
             raise ToolError(f"hub_dataset_id {hub_dataset_id!r} is not a repo id: use \"owner/name\" or \"name\" with "
                             "letters, digits, '-', '_' and '.' (at most 96 characters).")
 

@@ -2,12 +2,14 @@
 
 `run_evaluation` runs `python -m evals.runner ...` in a subprocess (the app never imports lighteval
 or torch, and the recorded command is exactly what reproduces the number), or, with as_job=True,
-submits the same runner as a job (tools.backends.jobs) and returns its id; `collect_evaluation`
-reads the job's EVAL_RESULT line back and records it. Either way, before a score is recorded:
-the shipped eval data is verified against its manifest (evals.integrity), a trained score needs a
-baseline of the starting model on the same task spec (tools.evaluation.checks), its difference from
-that baseline comes with a 95% interval (evals.compare), and the checkpoint's training data is
-checked for overlap with the eval questions: a contaminated score is recorded, flagged and said so.
+submits the same runner as a job (tools.backends.jobs), recorded as a ledger run of kind "eval" (so
+budgets, cancel_job and the lineage see it), and returns its id; `collect_evaluation` reads the job's
+EVAL_RESULT line back and records the score against the training run whose checkpoint it scored.
+Either way, before a score is recorded: the shipped eval data is verified against its manifest
+(evals.integrity), a trained score needs a baseline of the starting model on the same task spec
+(tools.evaluation.checks), its difference from that baseline comes with a 95% interval
+(evals.compare), and the checkpoint's training data is checked for overlap with the eval questions:
+a contaminated score is recorded, flagged and said so.
 """
 
 from __future__ import annotations
@@ -29,15 +31,16 @@ from evals.catalogue import CATALOGUE, resolve_task, shipped_tasks
 from evals.compare import compare
 from evals.integrity import TamperedEvalData, data_digest, refuse_protected, verify_data
 from evals.runner import RESULT_PREFIX, SAMPLES_PREFIX
+from tools.backends.hub import is_hub_id
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.evaluation.checks import check_contamination, contamination_warning, hub_reachable, require_baseline
+from tools.redact import redact
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVAL_TIMEOUT_S = 3600
 EVAL_JOB_TIMEOUT_S = 3 * 3600
 STDERR_TAIL_LINES = 20
-HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 DETAIL_KEYS = ("task_spec", "source", "fewshot", "seed", "lighteval_version", "backend", "device", "data_sha256",
                "task_options", "details_path", "results_path", "job_details_path", "timings")
 
@@ -50,10 +53,6 @@ def _tail(text: str, n: int = STDERR_TAIL_LINES) -> str:
 
 def _finite(x) -> float | None:
     return float(x) if x is not None and math.isfinite(float(x)) else None
-
-
-def eval_jobs_dir(ctx: ToolContext) -> Path:
-    return Path(ctx.settings.data_dir).resolve() / "evals" / "jobs"
 
 
 class _EvaluationTool(Tool):
@@ -114,58 +113,42 @@ class _EvaluationTool(Tool):
 
 class RunEvaluationTool(_EvaluationTool):
     name = "run_evaluation"
-    description = f"""Evaluate a model checkpoint with lighteval and record the score in the experiment ledger.
-Run it first on the starting model with is_baseline=True: a trained checkpoint's score is refused until
-a baseline of the starting model on the same task exists. Then evaluate every trained checkpoint with
-the same task and the training run's run_id. The result compares it with the baseline (difference,
-95% interval, "within noise" or not) and checks the run's training data for overlap with the eval
-questions ("contaminated": true, with a warning, when they share 8-word sequences).
-
-Inputs:
-- model: a local checkpoint directory (with config.json), e.g. a finished run's output_dir, or a Hub model id.
-- task (default "tiny_sentiment"): an offline fixture ({", ".join(shipped_tasks())}), a benchmark that
-  downloads its data from the Hub ({", ".join(CATALOGUE)}; plain names like "GSM-8K" or "gpqa" work;
-  "gsm8k|0" picks another few-shot setup), or "custom:<local .jsonl/.json file or folder, or Hub dataset
-  id>" with task_options.
-- task_options (custom tasks only): {{"kind": "multiple_choice" or "generative", "question": column,
-  "choices": column (multiple choice), "answer": column (index, letter or text; for generative the
-  reference answer), "match": "exact" | "number" (GSM8K "#### N" or the last number) | "regex:<pattern>",
-  "split": "test", "subset": Hub config, "max_new_tokens": N}}.
-- is_baseline: true for the untrained starting model (default false).
-- run_id: the ledger run that produced this checkpoint (from write_training_script).
-- max_samples: evaluate only N samples (smoke checks; not comparable with full evaluations).
-- as_job: run as a job on the compute backend instead of here (default false); returns a job_id at once.
-  Then call collect_evaluation(job_id) to wait for it and record the score.
-- flavor: HF Jobs hardware for as_job (e.g. "cpu-upgrade", "a10g-small"); GPU flavors use vLLM.
-
-Returns a dict: {{"eval_id", "task", "metric", "value", "stderr", "n_samples", "is_baseline", "model",
-"command"}}; for trained checkpoints also "baseline", "delta", "comparison" ({{"difference", "ci95",
-"within_noise", "verdict", "text"}}), "contaminated" and "note", plus "warning" when contaminated.
-With as_job: {{"job_id", "backend", "stage", "task", "message"}}. "command" reproduces the number.
-
-Example:
-    base = run_evaluation(model="/data/models/base", task="tiny_sentiment", is_baseline=True)
-    after = run_evaluation(model=run["output_dir"], task="tiny_sentiment", run_id=run["run_id"])
-    print(after["value"], after["comparison"]["text"], after["contaminated"])"""
+    description = f"""Evaluate a checkpoint with lighteval and record the score. Baseline first: a trained score is
+refused until the starting model has one (is_baseline=True) on the same task. Tasks: offline fixtures
+({", ".join(shipped_tasks())}); Hub benchmarks ({", ".join(CATALOGUE)}; "GSM-8K" works, "gsm8k|0" sets the
+shots); or "custom:<.jsonl/.json path or Hub dataset id>" with task_options. Trained scores come compared with
+the baseline and checked for training-data overlap.
+Returns {{"eval_id", "metric", "value", "stderr", "n_samples", "command"}}, for a trained checkpoint also
+"baseline", "comparison": {{"difference", "ci95", "within_noise", "text"}}, "contaminated", "warning"; with
+as_job {{"job_id", "stage", "message"}}: then collect_evaluation(job_id).
+Example: run_evaluation(model=run["output_dir"], task="gsm8k", run_id=run["run_id"])"""
     inputs = {
-        "model": {"type": "string", "description": "Local checkpoint directory (contains config.json) or Hub id."},
-        "task": {"type": "string", "description": "Fixture, benchmark name or custom:<source>.", "nullable": True},
-        "is_baseline": {"type": "boolean", "description": "True for the starting model's baseline score.",
+        "model": {"type": "string", "description": "Checkpoint folder (a run's output_dir) or Hub model id."},
+        "task": {"type": "string", "description": "A fixture, benchmark or custom:<source>."},
+        "is_baseline": {"type": "boolean", "description": "True for the untrained starting model.",
                         "nullable": True},
         "run_id": {"type": "integer", "description": "Ledger run that produced this checkpoint.", "nullable": True},
-        "max_samples": {"type": "integer", "description": "Evaluate only N samples (smoke checks).",
+        "max_samples": {"type": "integer", "description": "Evaluate only N samples (smoke checks; not comparable).",
                         "nullable": True},
-        "task_options": {"type": "object", "description": "Columns and scoring of a custom: task.", "nullable": True},
-        "as_job": {"type": "boolean", "description": "Submit as a job; collect with collect_evaluation.",
+        "task_options": {"type": "object", "nullable": True, "description": (
+            'custom: tasks only: {"kind": "multiple_choice"|"generative", "question", "choices", "answer" '
+            '(columns), "match": "exact"|"number"|"regex:<pattern>", "split", "subset", "max_new_tokens"}.')},
+        "as_job": {"type": "boolean", "description": "Run as a job; returns a job_id at once.",
                    "nullable": True},
-        "flavor": {"type": "string", "description": "HF Jobs hardware for as_job.", "nullable": True},
+        "flavor": {"type": "string", "description": "HF Jobs hardware for as_job; GPU flavors use vLLM.",
+                   "nullable": True},
     }
 
-    def forward(self, model: str, task: str | None = "tiny_sentiment", is_baseline: bool | None = False,
+    def forward(self, model: str, task: str, is_baseline: bool | None = False,
                 run_id: int | None = None, max_samples: int | None = None, task_options: dict | None = None,
                 as_job: bool | None = False, flavor: str | None = None) -> dict:
         ctx = self.ctx
-        task, is_baseline, as_job = task or "tiny_sentiment", bool(is_baseline), bool(as_job)
+        task, is_baseline, as_job = str(task or "").strip(), bool(is_baseline), bool(as_job)
+        if not task:
+            raise ToolError(f"run_evaluation needs a task: pass task= an offline fixture "
+                            f"({', '.join(shipped_tasks())}), a benchmark that needs the Hub "
+                            f"({', '.join(sorted(CATALOGUE))}), or "
+                            "'custom:<local .jsonl file or folder, or Hub dataset id>' with task_options.")
         remote = as_job and ctx.jobs is not None and ctx.jobs.name != "local"
         model_ref, checkpoint = self._check_model(model, remote)
         try:
@@ -176,6 +159,9 @@ Example:
         if run_id is not None and run is None:
             raise ToolError(f"there is no run {run_id} in the ledger; pass the run_id that "
                             "write_training_script returned, or leave run_id out.")
+        if run is not None and run["kind"] == "eval":
+            raise ToolError(f"run {run_id} is an evaluation job, not the training run that produced this checkpoint; "
+                            "pass the run_id that write_training_script returned, or leave run_id out.")
         if max_samples is not None and int(max_samples) < 1:
             raise ToolError(f"max_samples must be a positive integer, got {max_samples}; "
                             "leave it out to evaluate the whole task.")
@@ -223,7 +209,7 @@ Example:
         """(what the runner gets, the local checkpoint folder or None for a Hub id)."""
         text = str(model or "").strip()
         path = Path(text).expanduser()
-        if not path.exists() and HUB_ID.match(text) and not text.startswith((".", "~")):
+        if not path.exists() and is_hub_id(text, namespaced=True) and not text.startswith((".", "~")):
             return text, None
         if not path.is_dir():
             raise ToolError(f"model path {model!r} does not exist or is not a directory; pass a local "
@@ -269,8 +255,8 @@ Example:
         if not flavor or self.ctx.jobs.name == "local":
             return False
         for f in self.ctx.jobs.flavors():
-            if f["name"] == flavor:
-                return bool(f.get("accelerator"))
+            if f.name == flavor:
+                return f.is_gpu
         return not flavor.startswith("cpu")
 
     def _submit(self, request: dict, ref: dict, out_dir: Path, flavor: str | None) -> dict:
@@ -298,18 +284,20 @@ Example:
                                  timeout_s=EVAL_JOB_TIMEOUT_S, labels={"ml-intern-eval": ref["name"]})
         job = {"job_id": job_id, "backend": ctx.jobs.name, "flavor": flavor, "gpu": gpu,
                "script_path": str(script_path), "script_sha256": hashlib.sha256(script.encode()).hexdigest()}
-        jobs_dir = eval_jobs_dir(ctx)
-        jobs_dir.mkdir(parents=True, exist_ok=True)
-        (jobs_dir / f"{job_id}.json").write_text(json.dumps({**request, "out_dir": str(out_dir), "job": job,
-                                                              "submitted_at": time.time()}, indent=1))
+        eval_run_id = ctx.ledger.create_run(
+            "lighteval", request["model"], ref["spec"], experiment_id=request["experiment_id"], kind="eval",
+            config={**request, "out_dir": str(out_dir), "job": job}, parent_run_id=request["run_id"],
+            backend=ctx.jobs.name, job_id=job_id, hardware=flavor or ("local" if local else "cpu-basic"),
+            status="running", started_at=time.time(), script_path=job["script_path"],
+            script_sha256=job["script_sha256"])
         stage = ctx.jobs.status(job_id).stage
-        out = {"job_id": job_id, "backend": ctx.jobs.name, "stage": stage, "task": ref["key"],
-               "model": request["model"], "is_baseline": request["is_baseline"],
+        out = {"job_id": job_id, "eval_run_id": eval_run_id, "backend": ctx.jobs.name, "stage": stage,
+               "task": ref["key"], "model": request["model"], "is_baseline": request["is_baseline"],
                "message": f"Evaluation submitted. Call collect_evaluation(job_id={job_id!r}) to wait for it and "
                           "record its score."}
         if flavor and local:
             out["note"] = f"flavor {flavor!r} is ignored: the local backend uses this machine's hardware."
-        ctx.emit("job_update", {"job_id": job_id, "run_id": request.get("run_id"), "backend": ctx.jobs.name,
+        ctx.emit("job_update", {"job_id": job_id, "run_id": eval_run_id, "backend": ctx.jobs.name,
                                 "stage": stage, "message": out["message"]})
         return out
 
@@ -329,35 +317,24 @@ def parse_eval_log(log: str) -> tuple[dict | None, dict | None]:
 
 class CollectEvaluationTool(_EvaluationTool):
     name = "collect_evaluation"
-    description = """Wait for an evaluation job started with run_evaluation(..., as_job=True) and record its score
-in the experiment ledger, with the same checks as run_evaluation (baseline comparison, contamination).
-Calling it again for a collected job returns the recorded result.
-
-Inputs:
-- job_id: the job_id that run_evaluation returned.
-- max_minutes: how long to wait for the job to finish (default 30; 0 only looks once).
-
-Returns run_evaluation's result dict once the job finished; while it still runs:
-{"job_id", "stage", "still_running": true, "message"}.
-
-Example:
-    job = run_evaluation(model="me/qwen3-sft", task="gsm8k", run_id=3, as_job=True, flavor="a10g-small")
-    result = collect_evaluation(job_id=job["job_id"], max_minutes=60)
-    print(result["value"], result["comparison"]["text"])"""
+    description = """Wait for an evaluation job from run_evaluation(as_job=True) and record its score with the
+same checks; a collected job returns its recorded result again.
+Returns run_evaluation's result once the job ended; while it runs {"job_id", "stage", "still_running", "message"}.
+Example: collect_evaluation(job_id=job["job_id"], max_minutes=60)"""
     inputs = {
         "job_id": {"type": "string", "description": "The job id from run_evaluation(as_job=True)."},
-        "max_minutes": {"type": "number", "description": "Longest wait in minutes (default 30).", "nullable": True},
+        "max_minutes": {"type": "number", "description": "Longest wait (default 30; 0 looks once).", "nullable": True},
     }
     poll_interval_s: float | None = None  # None: 2 s locally, 15 s on HF Jobs
 
     def forward(self, job_id: str, max_minutes: float | None = None) -> dict:
         ctx = self.ctx
         job_id = str(job_id).strip()
-        path = eval_jobs_dir(ctx) / f"{job_id}.json"
-        if not re.fullmatch(r"[\w.-]+", job_id) or not path.is_file():
-            raise ToolError(f"{job_id!r} is not an evaluation job of this session's data directory; pass the job_id "
-                            "that run_evaluation(as_job=True) returned (training jobs are read with job_status).")
-        request = json.loads(path.read_text())
+        run = ctx.ledger.run_by_job(job_id)
+        if run is None or run["kind"] != "eval":
+            raise ToolError(f"{job_id!r} is not an evaluation job in the ledger; pass the job_id that "
+                            "run_evaluation(as_job=True) returned (training jobs are read with job_status).")
+        request = json.loads(run["config_json"])
         if request.get("result"):
             return {**request["result"], "already_collected": True}
         deadline = time.monotonic() + 60 * (30.0 if max_minutes is None else max(0.0, float(max_minutes)))
@@ -369,18 +346,28 @@ Example:
         if not status.done:
             return {"job_id": job_id, "stage": status.stage, "still_running": True,
                     "message": "The evaluation is still running; call collect_evaluation again later."}
-        log = ctx.jobs.logs(job_id)
-        for secret in ctx.settings.secrets:
-            log = log.replace(secret, "***")
+        log = redact(ctx.jobs.logs(job_id), ctx.settings.secrets)
         result, samples = parse_eval_log(log)
-        if status.stage != "completed" or result is None:
-            errors = [line for line in log.splitlines() if line.startswith("error: ")]
+        errors = [line for line in log.splitlines() if line.startswith("error: ")]
+        ok = status.stage == "completed" and result is not None
+        self._finish(run, status, None if ok else (errors[-1] if errors else f"no EVAL_RESULT line ({status.message})"))
+        if not ok:
             raise ToolError(f"evaluation job {job_id} ended with stage {status.stage} ({status.message}) and no "
                             f"EVAL_RESULT line. {errors[-1] if errors else ''}\nLast lines of its log:\n{_tail(log)}")
         result = self._local_details(result, samples, Path(request["out_dir"]))
-        out = self.record(request, result, job={**request["job"], "stage": status.stage})
-        path.write_text(json.dumps({**request, "result": out}, indent=1))
+        out = self.record(request, result, job={**request["job"], "stage": status.stage, "eval_run_id": run["id"]})
+        self.ctx.ledger.update_run(run["id"], config_json=json.dumps({**request, "result": out}, default=str))
         return out
+
+    def _finish(self, run: dict, status, error: str | None) -> None:
+        """Mark the evaluation run completed, or else failed (canceled, timeout) with `error`; its cost when known."""
+        finished = run["finished_at"] or status.finished_at or time.time()
+        stage = "failed" if status.stage == "completed" else status.stage  # completed without a score: failed
+        fields = {"status": "completed" if error is None else stage, "finished_at": finished, "error": error}
+        cost = self.ctx.jobs.cost(run["hardware"], status.started_at, finished) if run["cost_usd"] is None else None
+        if cost is not None:
+            fields["cost_usd"] = cost
+        self.ctx.ledger.update_run(run["id"], **fields)
 
     @staticmethod
     def _local_details(result: dict, samples: dict | None, out_dir: Path) -> dict:

@@ -56,8 +56,7 @@ DOC_CHARS, CONFIG_DOC_CHARS, SIGNATURE_CHARS = 4000, 1200, 1500
 HELP_CHARS, INHERITED_HELP_CHARS, FIELD_HELP_CHARS = 400, 120, 2000
 MAX_MEMBERS, SNIPPET_CHARS, MAX_LIMIT = 80, 300, 50
 INDEX_FORMAT = 1  # bump when the entries' shape changes
-OUT_OF_DATE = ("Your memory of these libraries is out of date (APIs, argument names and defaults change "
-               "between releases): check here before writing a script.")
+OUT_OF_DATE = "Your memory of these APIs is out of date."
 
 _index: dict[str, list[dict]] = {}
 _index_lock = threading.Lock()
@@ -329,19 +328,13 @@ def snippet(entry: dict, terms: list[str]) -> str:
 
 class LookupApiTool(Tool):
     name = "lookup_api"
-    description = f"""Look up a class, function, method, module or config field in the INSTALLED training
-libraries ({", ".join(LIBRARIES)}): its exact signature, docstring and version.
-{OUT_OF_DATE}
-For config classes (trl.SFTConfig, trl.GRPOConfig, trl.DPOConfig, peft.LoraConfig, transformers.TrainingArguments,
-lighteval model configs) it lists every field with its type, default and help: the ones the class defines
-first, then inherited ones. A bare name ("LoraConfig") is looked up in each library's top level.
-Input: name, a dotted name, e.g. "trl.GRPOConfig", "peft.LoraConfig", "trl.SFTTrainer.train", "trl.SFTConfig.packing".
-Returns a dict: {{"name", "kind" (class, config class, config field, enum, function, method, module, value),
-"library", "version", "defined_in", "signature", "doc", "fields": [{{"name", "type", "default", "help",
-"inherited_from"?}}] (config classes), "methods" (classes), "members" (modules, enums), "value" (values)}}.
-An unknown name raises an error that suggests close matches.
-Example: cfg = lookup_api(name="trl.SFTConfig"); print([f for f in cfg["fields"] if f["name"] == "packing"])"""
-    inputs = {"name": {"type": "string", "description": "Dotted name, e.g. \"trl.GRPOConfig\" or \"peft.LoraConfig\"."}}
+    description = f"""The signature, docstring and version of a class, function or config field in the INSTALLED
+{", ".join(LIBRARIES)}; config classes list every field. {OUT_OF_DATE}
+Returns {{"kind", "version", "signature", "doc", "fields": [{{"name", "type", "default", "help"}}]}}.
+Example: lookup_api(name="trl.SFTConfig")["fields"]"""
+    inputs = {"name": {"type": "string",
+                       "description": "Dotted name, e.g. \"trl.GRPOConfig\" or \"trl.SFTConfig.packing\"; "
+                                      "a bare name is looked up in every library."}}
     output_type = "object"
 
     def __init__(self, ctx: ToolContext):
@@ -356,21 +349,12 @@ Example: cfg = lookup_api(name="trl.SFTConfig"); print([f for f in cfg["fields"]
 
 class SearchDocsTool(Tool):
     name = "search_docs"
-    description = f"""Search the docstrings and config-field help of the INSTALLED training libraries
-({", ".join(LIBRARIES)}) for a keyword, offline, to find which class, argument or function does something.
-{OUT_OF_DATE}
-Indexed: the public classes and functions of trl, peft, datasets, accelerate, huggingface_hub and
-smolagents, transformers' training classes (TrainingArguments, Trainer, tokenizers, generation, ...)
-and lighteval's pipeline, model and task configs, with their config fields and methods.
-Inputs: query (a keyword or a few, e.g. "packing", "padding_free", "gradient checkpointing"), library
-(one of the above to search only it; default all: the first search takes some seconds while the libraries
-load), limit (1-50, default 10).
-Returns a list of dicts, best match first: {{"name": "trl.SFTConfig.packing", "kind": "config field",
-"snippet": str}}; kinds: class, config class, config field, function, method.
-Then call lookup_api(name=...) on a result for its full signature and defaults.
-Example: hits = search_docs(query="padding_free", library="trl", limit=5)"""
+    description = f"""Search the INSTALLED libraries' docstrings and config-field help for which class or
+argument does something; then lookup_api a hit. {OUT_OF_DATE}
+Returns [{{"name": "trl.SFTConfig.packing", "kind", "snippet"}}], best first.
+Example: search_docs(query="padding_free", library="trl", limit=5)"""
     inputs = {
-        "query": {"type": "string", "description": "Keyword(s) to find, e.g. \"packing\"."},
+        "query": {"type": "string", "description": "Keyword(s), e.g. \"gradient checkpointing\"."},
         "library": {"type": "string", "description": "Search only this library (e.g. \"trl\"); default all.",
                     "nullable": True},
         "limit": {"type": "integer", "description": "Maximum results (1-50, default 10).", "nullable": True},

@@ -202,23 +202,16 @@ def render(sections: list[Section], max_chars: int) -> tuple[str, list[str]]:
 
 class ReadPaperTool(Tool):
     name = "read_paper"
-    description = """Read part of an arXiv paper's full text (its HTML version on arxiv.org, else ar5iv).
-
-Use it after search_papers to learn exactly how a paper trained: its method, data, hyperparameters.
-Inputs: arxiv_id ("2402.03300"), section: "method" (method/approach/training/setup sections),
-"experiments" (experiments/results/evaluation), "hyperparameters" (implementation details and any
-section that states learning rates, batch sizes...), "all" (an outline: titles and sizes, plus the
-abstract), or part of a section title ("Introduction", "3.2"); max_chars (default 6000).
-Returns {"arxiv_id", "title", "url", "section", "sections": [titles returned], "text": the sections'
-text fenced as untrusted paper text, "left_out": [titles that did not fit], "outline": [{"title",
-"level", "chars"}] (with section="all"), "note"}.
-Raises an error when the paper has no HTML version (PDF-only papers) or no section matches.
+    description = """Read sections of an arXiv paper's full text (its HTML version) to learn exactly how it
+trained. Errors when the paper is PDF-only or no section matches.
+Returns {"title", "url", "sections", "text", "left_out": [titles that did not fit], "outline"...}.
 Example: read_paper(arxiv_id="2305.18290", section="hyperparameters", max_chars=4000)"""
     inputs = {
         "arxiv_id": {"type": "string", "description": "arXiv id, e.g. '2402.03300' (a version like 'v2' is kept)."},
         "section": {"type": "string", "nullable": True,
-                    "description": "'method' (default), 'experiments', 'hyperparameters', 'all' or part of a title."},
-        "max_chars": {"type": "integer", "nullable": True, "description": "Size budget for the text (500-30000)."},
+                    "description": "'method' (default), 'experiments', 'hyperparameters', 'all' (an outline) or "
+                                   "part of a title."},
+        "max_chars": {"type": "integer", "nullable": True, "description": "Text budget (500-30000, default 6000)."},
     }
     output_type = "object"
 

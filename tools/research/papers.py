@@ -78,26 +78,18 @@ def in_range(published: str | None, date_from: str | None, date_to: str | None) 
 
 class SearchPapersTool(Tool):
     name = "search_papers"
-    description = """Search papers on Hugging Face Papers and arXiv at once, merged and de-duplicated by arXiv id.
-
-Use it to find the methods, recipes and hyperparameters others used for a task before training;
-then read_paper / extract_recipe on the best hits, or citation_graph to follow one.
-Inputs: query (keywords, e.g. "direct preference optimization"), limit (default 10, max 50),
-category (arXiv category such as "cs.CL" or "cs.LG"; filters arXiv hits), date_from / date_to
-("YYYY-MM-DD", "YYYY-MM" or "YYYY"; submission date), sort: "relevance" (default: papers found by
-both sources first), "recent" (newest first) or "trending" (today's trending HF daily papers).
-Returns {"papers": [{"arxiv_id": "2305.18290", "title", "authors": [str], "published": "2023-05-29",
-"abstract": fenced untrusted text (cut to 600 chars), "upvotes": int or None (HF only), "citation_count":
-int or None (Semantic Scholar), "categories": [str] or None (arXiv only), "sources": ["hf_papers",
-"arxiv"], "url"}], "notes": [what failed or was not applied]}.
-Example: search_papers(query="GRPO math reasoning", limit=5, category="cs.CL", date_from="2024-01-01")"""
+    description = """Search Hugging Face Papers and arXiv at once for the methods and recipes others used.
+Returns {"papers": [{"arxiv_id", "title", "published", "abstract", "upvotes", "citation_count", "url"...}],
+"notes": [what failed]}.
+Example: search_papers(query="GRPO math reasoning", limit=5, date_from="2024-01-01")"""
     inputs = {
-        "query": {"type": "string", "description": "Keywords to search titles and abstracts for."},
-        "limit": {"type": "integer", "nullable": True, "description": "Maximum number of papers (1-50, default 10)."},
+        "query": {"type": "string", "description": "Keywords for titles and abstracts."},
+        "limit": {"type": "integer", "nullable": True, "description": "Papers to return (1-50, default 10)."},
         "category": {"type": "string", "nullable": True, "description": "arXiv category, e.g. 'cs.CL'."},
-        "date_from": {"type": "string", "nullable": True, "description": "Earliest submission date, YYYY-MM-DD."},
-        "date_to": {"type": "string", "nullable": True, "description": "Latest submission date, YYYY-MM-DD."},
-        "sort": {"type": "string", "nullable": True, "description": "'relevance' (default), 'recent' or 'trending'."},
+        "date_from": {"type": "string", "nullable": True, "description": "Earliest date: YYYY-MM-DD, YYYY-MM or YYYY."},
+        "date_to": {"type": "string", "nullable": True, "description": "Latest date, same forms."},
+        "sort": {"type": "string", "nullable": True,
+                 "description": "'relevance' (default), 'recent' or 'trending' (today's HF papers)."},
     }
     output_type = "object"
 

@@ -250,20 +250,12 @@ def extract_recipe_from_text(text: str) -> dict:
 
 class ExtractRecipeTool(Tool):
     name = "extract_recipe"
-    description = """Extract the training recipe from an arXiv paper's full text (its HTML version).
-
-Finds datasets (Hub ids like "openai/gsm8k" and names like GSM8K, UltraFeedback), base models
-(Llama/Qwen/Mistral/Gemma/Phi... with sizes), methods (SFT, DPO, GRPO, PPO, LoRA...), hyperparameters
-(learning_rate, epochs, batch_size, lora_rank, lora_alpha, warmup, max_length, kl_beta, group_size)
-and reported scores (benchmark + number), each with the sentence or table row it came from.
-It is pattern matching, not understanding: check a value's sentence (or read_paper) before relying on it.
-Input: arxiv_id ("2402.03300").
-Returns {"arxiv_id", "title", "url", "datasets": [{"name", "mentions", "roles", "sentence"}],
-"base_models": [{"name", "size", "mentions", "roles", "sentence"}], "methods": [{"name", "mentions",
-"sentence"}], "hyperparameters": {"learning_rate": [{"value": 2e-05, "text", "sentence", "column"?}], ...},
-"scores": [{"benchmark", "value", "baseline"?, "model"?, "sentence"}]}; sentences are fenced paper text.
-Example: recipe = extract_recipe(arxiv_id="2305.18290"); recipe["hyperparameters"].get("learning_rate")"""
-    inputs = {"arxiv_id": {"type": "string", "description": "arXiv id of the paper, e.g. '2402.03300'."}}
+    description = """Extract a paper's training recipe from its full text, each value with its sentence (pattern
+matching: check the sentence before relying on a value).
+Returns {"datasets", "base_models", "methods", "hyperparameters": {"learning_rate": [{"value", "sentence"}],
+"batch_size"...}, "scores"}.
+Example: extract_recipe(arxiv_id="2305.18290")["hyperparameters"].get("learning_rate")"""
+    inputs = {"arxiv_id": {"type": "string", "description": "arXiv id, e.g. '2402.03300'."}}
     output_type = "object"
 
     def __init__(self, ctx: ToolContext, max_wait_s: float = 10.0):

@@ -18,6 +18,7 @@ from smolagents import Tool
 
 from tools.context import ToolContext
 from tools.errors import ToolError
+from tools.redact import redact
 
 MAX_LOG_LINES = 400
 MAX_LINE_CHARS = 20_000  # long enough for a GRPO METRIC line; evidence quotes are cut to EVIDENCE_CHARS
@@ -289,14 +290,14 @@ def _curve_failure(series: dict) -> Diagnosis | None:
 
 def _healthy_or_unknown(lines: list[str], series: dict, run: dict) -> Diagnosis:
     status = run.get("status")
-    failed = status in ("failed", "error")
+    failed = status == "failed"
     evidence = []
     for name in ("reward", "kl") if series.get("reward") else ("loss", "eval_loss"):
         points = series.get(name, [])
         if len(points) >= 2:
             evidence.append(f"{name} {_fmt(points[0][1])} (step {points[0][0]}) -> {_fmt(points[-1][1])} "
                             f"(step {points[-1][0]})")
-    if status == "canceled" and not failed:
+    if status == "canceled":
         return Diagnosis("canceled", evidence or ["the run was canceled"],
                          "The run was stopped on request; write a new run if it should train again.")
     if failed or not evidence:
@@ -340,22 +341,11 @@ def diagnose(log_text: str, series: dict[str, list[tuple[int, float]]] | None, r
 
 class DiagnoseRunTool(Tool):
     name = "diagnose_run"
-    description = """Diagnose a training run: read its job log and logged metrics and say what went wrong
-(or that it is healthy), with the evidence and a concrete next step.
-
-Failure classes: out_of_memory, nan_loss, divergence (loss rising again), no_learning (flat loss),
-zero_reward / reward_collapse / no_reward_signal / kl_blowup (GRPO), dataset_format, chat_template,
-hub_access, missing_package, timeout, preempted, canceled; otherwise healthy or unknown.
-
-Inputs:
-- run_id: the run_id from write_training_script (the run must have been submitted to have a log).
-
-Returns a dict: {"run_id", "job_id", "status", "failure", "evidence": [quoted log lines or numbers],
-"next_step"}.
-
-Example:
-    d = diagnose_run(run_id=3)
-    if d["failure"] != "healthy": print(d["evidence"], d["next_step"])"""
+    description = """Diagnose a submitted run from its log and metrics: the failure (out_of_memory, nan_loss,
+divergence, no_learning, zero_reward, reward_collapse, no_reward_signal, kl_blowup, dataset_format,
+chat_template, hub_access, missing_package, timeout, preempted, canceled) or healthy/unknown.
+Returns {"run_id", "job_id", "status", "failure", "evidence": [log lines or numbers], "next_step"}.
+Example: diagnose_run(run_id=run["run_id"])["next_step"]"""
     inputs = {"run_id": {"type": "integer", "description": "The run to diagnose, from write_training_script."}}
     output_type = "object"
 
@@ -374,8 +364,7 @@ Example:
                 log = ctx.jobs.logs(run["job_id"], tail=MAX_LOG_LINES)
             except ToolError as exc:
                 log = f"[ml-intern] could not read the job log: {exc}"
-            for secret in ctx.settings.secrets:
-                log = log.replace(secret, "***")
+            log = redact(log, ctx.settings.secrets)
         result = diagnose(log, ctx.ledger.metric_series(int(run_id)), run)
         report = {"run_id": int(run_id), "job_id": run.get("job_id"), "status": run.get("status"), **result.to_dict()}
         ctx.emit("diagnosis", {k: report[k] for k in ("run_id", "job_id", "failure", "next_step")})

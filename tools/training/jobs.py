@@ -18,6 +18,8 @@ from smolagents import Tool
 
 from tools.context import ToolContext
 from tools.errors import ToolError
+from tools.redact import redact
+from tools.stages import ACTIVE, TERMINAL
 from tools.training.diagnosis import diagnose
 from tools.training.preflight import preflight
 from tools.training.scripts import sha256_text
@@ -26,9 +28,6 @@ DEFAULT_TIMEOUT_MINUTES = 120
 MAX_WAIT_MINUTES = 120
 LOG_TAIL_LINES = 15
 MAX_LINE_CHARS = 400
-RUN_STATUS = {"queued": "running", "running": "running", "completed": "completed", "error": "failed",
-              "canceled": "canceled", "timeout": "timeout"}
-FINISHED_RUN_STATUSES = {"completed", "failed", "canceled", "timeout"}
 METRIC_LINE = re.compile(r"^METRIC (\{.*\})\s*$", re.M)
 DONE_LINE = re.compile(r"^TRAINING_DONE (\{.*\})\s*$", re.M)
 
@@ -88,19 +87,15 @@ class _JobTool(Tool):
         self.ctx = ctx
         super().__init__()
 
-    def _redact(self, text: str) -> str:
-        for secret in self.ctx.settings.secrets:
-            text = text.replace(secret, "***")
-        return text
-
     def report(self, job_id: str) -> dict:
         """Status, progress, metrics and log tail of a job; records metrics and the outcome in the ledger."""
         ctx = self.ctx
         job_id = str(job_id).strip()
         run = ctx.ledger.run_by_job(job_id)
         status = ctx.jobs.status(job_id)
-        log = "" if status.stage == "queued" else self._redact(ctx.jobs.logs(job_id))
-        rows, done = parse_training_log(log)
+        log = "" if status.stage == "queued" else redact(ctx.jobs.logs(job_id), ctx.settings.secrets)
+        evaluation = bool(run) and run["kind"] == "eval"
+        rows, done = ([], None) if evaluation else parse_training_log(log)
         run_id = run["id"] if run else None
         config = json.loads(run["config_json"]) if run and run["config_json"] else {}
         if run_id is not None and rows:
@@ -114,23 +109,40 @@ class _JobTool(Tool):
             "job_id": job_id, "run_id": run_id, "backend": ctx.jobs.name, "stage": status.stage,
             "progress": {"step": step, "max_steps": max_steps, "eta_minutes": _eta_minutes(status, step, max_steps)},
             "latest_metrics": latest,
-            "log_tail": "\n".join(tail[-LOG_TAIL_LINES:]), "message": self._message(status, latest, done, log, run_id),
+            "log_tail": "\n".join(tail[-LOG_TAIL_LINES:]),
+            "message": (self._eval_message(status, job_id, log, bool(config.get("result"))) if evaluation
+                        else self._message(status, latest, done, log, run_id)),
         }
+        if evaluation and status.stage == "completed" and not config.get("result"):
+            result["next"] = f"collect_evaluation(job_id={job_id!r})"
         if done:
             result["output_dir"] = done.get("output_dir")
-        if run and status.done and run["status"] not in FINISHED_RUN_STATUSES:
-            fields = {"status": RUN_STATUS[status.stage], "finished_at": status.finished_at or time.time()}
+        if run and status.done and run["status"] not in TERMINAL:
+            fields = {"status": status.stage, "finished_at": status.finished_at or time.time()}
             if status.stage != "completed":
                 fields["error"] = last_error_line(log) or status.message
             if done and done.get("output_dir"):
                 fields["output_dir"] = done["output_dir"]
-            cost = self._cost(run.get("hardware"), status.started_at, fields["finished_at"])
+            cost = ctx.jobs.cost(run.get("hardware"), status.started_at, fields["finished_at"])
             if cost is not None:
                 fields["cost_usd"] = cost
             ctx.ledger.update_run(run_id, **fields)
         ctx.emit("job_update", {k: result[k] for k in ("job_id", "run_id", "backend", "stage", "progress",
                                                         "latest_metrics", "message")})
         return result
+
+    @staticmethod
+    def _eval_message(status, job_id: str, log: str, collected: bool) -> str:
+        """What an evaluation job's stage means: its score is recorded only by collect_evaluation."""
+        collect = f"collect_evaluation(job_id={job_id!r})"
+        if status.stage in ACTIVE:
+            return f"The evaluation is {status.stage}; {collect} waits for it and records its score."
+        if status.stage == "completed":
+            return ("The evaluation finished and its score is recorded." if collected
+                    else f"The evaluation finished; call {collect} to record its score.")
+        error = last_error_line(log)
+        last = f" Last error: {error}." if error else ""
+        return f"The evaluation job ended {status.stage} ({status.message}).{last} Fix the cause and evaluate again."
 
     def _message(self, status, latest: dict, done: dict | None, log: str, run_id) -> str:
         stage = status.stage
@@ -165,49 +177,28 @@ class _JobTool(Tool):
                      + (f"(parent_run_id={run_id}, change=...)." if run_id else "."))
         return " ".join(parts)
 
-    def _cost(self, flavor: str | None, started: float | None, finished: float | None) -> float | None:
-        if not (flavor and started and finished):
-            return None
-        try:
-            prices = {f["name"]: f for f in self.ctx.jobs.flavors()}
-        except ToolError:
-            return None
-        price = prices.get(flavor)
-        if not price or price.get("unit_cost_usd") is None:
-            return None
-        per_second = {"second": 1, "minute": 60, "hour": 3600}.get(price.get("unit_label") or "minute", 60)
-        return round(price["unit_cost_usd"] * (finished - started) / per_second, 6)
-
 
 class SubmitJobTool(_JobTool):
     name = "submit_job"
-    description = """Start training for a run written by write_training_script. Returns at once; the job
-runs in the background on the configured compute backend (this machine, or Hugging Face Jobs).
-
-Inputs:
-- run_id: the run_id that write_training_script returned.
-- flavor: HF Jobs hardware, e.g. "cpu-basic", "t4-small", "a10g-small", "a100-large" (default "cpu-basic";
-  ignored on the local backend).
-- timeout_minutes: the job is killed after this long (default 120).
-
-Returns a dict: {"job_id", "run_id", "backend", "stage", "flavor", "timeout_minutes"}; stage is
-"queued" or "running". Follow it with job_status(job_id) or wait_for_job(job_id, max_minutes).
-
-Example:
-    job = submit_job(run_id=run["run_id"], flavor="a10g-small", timeout_minutes=60)
-    status = wait_for_job(job_id=job["job_id"], max_minutes=30)"""
+    description = """Start training a written run in the background (here or on HF Jobs); returns at once. Refuses
+what preflight_check refuses; paid hardware needs the user's approval.
+Returns {"job_id", "run_id", "backend", "stage", "flavor", "timeout_minutes", "preflight"}.
+Example: job = submit_job(run_id=run["run_id"], flavor="a10g-small", timeout_minutes=60)"""
     inputs = {
         "run_id": {"type": "integer", "description": "The run to train, from write_training_script."},
-        "flavor": {"type": "string", "description": "HF Jobs hardware flavor (default cpu-basic).", "nullable": True},
+        "flavor": {"type": "string", "description": "HF Jobs hardware, e.g. t4-small, a10g-small, a100-large "
+                   "(default cpu-basic; ignored locally).", "nullable": True},
         "timeout_minutes": {"type": "number", "description": f"Kill the job after this long (default "
                                                              f"{DEFAULT_TIMEOUT_MINUTES}).", "nullable": True},
     }
-
     def forward(self, run_id: int, flavor: str | None = None, timeout_minutes: float | None = None) -> dict:
         ctx = self.ctx
         run = ctx.ledger.get_run(int(run_id))
         if run is None:
             raise ToolError(f"there is no run {run_id}; create one with write_training_script and pass its run_id.")
+        if run["kind"] == "eval":
+            raise ToolError(f"run {run_id} is an evaluation job ({run['job_id']}), not a training run; pass the "
+                            "run_id that write_training_script returned.")
         if run["status"] == "running":
             raise ToolError(f"run {run_id} is already running as job {run['job_id']}; watch it with "
                             "job_status or cancel it with cancel_job.")
@@ -268,30 +259,20 @@ Example:
         if flavor is None:
             return None
         available = self.ctx.jobs.flavors()
-        if available and flavor not in {f["name"] for f in available}:
-            listing = ", ".join(f"{f['name']} (${f['unit_cost_usd']}/{f['unit_label']})" for f in available[:20])
+        if available and flavor not in {f.name for f in available}:
+            listing = ", ".join(f.summary() for f in available[:20])
             raise ToolError(f"unknown flavor {flavor!r}. Available: {listing}.")
         return flavor
 
 
 class JobStatusTool(_JobTool):
     name = "job_status"
-    description = """Check a training job: its stage, progress, latest training metrics and the end of its log.
-Also records the job's metrics and outcome in the experiment ledger.
-
-Inputs:
-- job_id: the job_id that submit_job returned.
-
-Returns a dict: {"job_id", "run_id", "backend", "stage", "progress": {"step", "max_steps", "eta_minutes"},
-"latest_metrics": {"loss", "learning_rate", "grad_norm", "epoch", ...}, "log_tail", "message",
-"output_dir" (once training finished)}. stage is one of queued, running, completed, error, canceled,
-timeout; on error, log_tail holds the traceback and message says what to do.
-
-Example:
-    s = job_status(job_id="local-1a2b3c4d5e6f")
-    print(s["stage"], s["progress"], s["latest_metrics"].get("loss"))"""
+    description = """A job's stage (queued, running, completed, failed, canceled, timeout), progress, metrics and
+log tail; message says what a failure means and what to do (for an evaluation job: collect_evaluation).
+Returns {"job_id", "run_id", "stage", "progress": {"step", "max_steps", "eta_minutes"}, "latest_metrics":
+{"loss"...}, "log_tail", "message", "output_dir"}.
+Example: job_status(job_id=job["job_id"])["stage"]"""
     inputs = {"job_id": {"type": "string", "description": "The job id from submit_job."}}
-
     def forward(self, job_id: str) -> dict:
         return self.report(job_id)
 
@@ -299,23 +280,15 @@ Example:
 class JobLogsTool(_JobTool):
     name = "job_logs"
     description = """Read the last lines of a job's output (stdout and stderr).
-
-Inputs:
-- job_id: the job_id that submit_job returned.
-- tail: how many lines from the end (default 50).
-
-Returns a dict: {"job_id", "run_id", "lines", "log"}.
-
-Example:
-    print(job_logs(job_id="local-1a2b3c4d5e6f", tail=100)["log"])"""
+Returns {"job_id", "run_id", "lines", "log"}.
+Example: print(job_logs(job_id=job["job_id"], tail=100)["log"])"""
     inputs = {
         "job_id": {"type": "string", "description": "The job id from submit_job."},
         "tail": {"type": "integer", "description": "Lines from the end (default 50).", "nullable": True},
     }
-
     def forward(self, job_id: str, tail: int | None = None) -> dict:
         job_id = str(job_id).strip()
-        log = self._redact(self.ctx.jobs.logs(job_id, tail=int(tail) if tail is not None else 50))
+        log = redact(self.ctx.jobs.logs(job_id, tail=int(tail) if tail is not None else 50), self.ctx.settings.secrets)
         lines = [line[:MAX_LINE_CHARS] for line in log.splitlines()]
         run = self.ctx.ledger.run_by_job(job_id)
         return {"job_id": job_id, "run_id": run["id"] if run else None, "lines": len(lines), "log": "\n".join(lines)}
@@ -323,18 +296,10 @@ Example:
 
 class CancelJobTool(_JobTool):
     name = "cancel_job"
-    description = """Stop a running training job (for example when its loss diverges or it was misconfigured).
-
-Inputs:
-- job_id: the job_id that submit_job returned.
-
-Returns a dict: {"job_id", "run_id", "stage", "message"}; stage is "canceled" unless the job had
-already ended.
-
-Example:
-    cancel_job(job_id="local-1a2b3c4d5e6f")"""
+    description = """Stop a job (e.g. when its loss diverges or it was misconfigured).
+Returns {"job_id", "run_id", "stage", "message"}; stage is "canceled" unless the job had already ended.
+Example: cancel_job(job_id=job["job_id"])"""
     inputs = {"job_id": {"type": "string", "description": "The job id from submit_job."}}
-
     def forward(self, job_id: str) -> dict:
         job_id = str(job_id).strip()
         self.ctx.jobs.cancel(job_id)
@@ -344,22 +309,13 @@ Example:
 
 class WaitForJobTool(_JobTool):
     name = "wait_for_job"
-    description = f"""Wait for a training job to finish, polling its status, for at most max_minutes.
-Returns as soon as the job completes, fails, times out or is canceled.
-
-Inputs:
-- job_id: the job_id that submit_job returned.
-- max_minutes: the longest to wait (default 10, at most {MAX_WAIT_MINUTES}).
-
-Returns job_status's dict plus "waited_minutes" and "still_running" (true when the bound was hit
-first: call wait_for_job again or do other work meanwhile).
-
-Example:
-    s = wait_for_job(job_id=job["job_id"], max_minutes=20)
-    if s["stage"] == "error": print(s["message"], s["log_tail"])"""
+    description = """Wait for a job to end (completed, failed, canceled or timeout), at most max_minutes.
+Returns job_status's dict plus "waited_minutes" and "still_running" (the bound came first).
+Example: s = wait_for_job(job_id=job["job_id"], max_minutes=20)"""
     inputs = {
         "job_id": {"type": "string", "description": "The job id from submit_job."},
-        "max_minutes": {"type": "number", "description": "Longest wait in minutes (default 10).", "nullable": True},
+        "max_minutes": {"type": "number", "description": f"Longest wait (default 10, at most {MAX_WAIT_MINUTES}).",
+                        "nullable": True},
     }
     poll_interval_s: float | None = None  # None: 2 s locally, 15 s on HF Jobs
 
@@ -372,13 +328,13 @@ Example:
         deadline = start + minutes * 60
         while True:
             report = self.report(job_id)
-            if report["stage"] in RUN_STATUS and report["stage"] not in ("queued", "running"):
+            if report["stage"] in TERMINAL:
                 break
             if time.monotonic() + interval > deadline:
                 break
             time.sleep(interval)
         report["waited_minutes"] = round((time.monotonic() - start) / 60, 2)
-        report["still_running"] = report["stage"] in ("queued", "running")
+        report["still_running"] = report["stage"] in ACTIVE
         return report
 
 

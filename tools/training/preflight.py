@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import json
 import math
-import re
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 from smolagents import Tool
 
 from tools.backends import hardware
-from tools.backends.hub import DatasetViewer, ViewerError, hf_api
+from tools.backends.hub import DatasetViewer, ViewerError, hf_api, is_hub_id
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.settings import Settings
@@ -30,7 +29,6 @@ DEFAULT_TIMEOUT_MINUTES = 120  # what submit_job uses when no timeout is given
 DEFAULT_FLAVOR = "cpu-basic"  # what submit_job uses on HF Jobs when no flavor is given
 TIMEOUT_MARGIN = 1.5
 SAMPLE_ROWS = 5
-HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
 @dataclass
@@ -126,7 +124,7 @@ def model_facts(model: str, settings: Settings) -> tuple[int | None, dict, list[
             return None, shape, [f"the local model {model} has no config.json: point at a saved model folder."], []
         n_params, shape = hardware.count_parameters(folder)
         return n_params, shape, problems, warnings
-    if not HUB_ID.match(model):
+    if not is_hub_id(model):
         return None, shape, [f"the model {model!r} is neither a local folder nor a Hub id like owner/name."], []
     import httpx
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
@@ -262,7 +260,7 @@ def preflight(config: dict, *, backend: str, flavor: str | None, timeout_minutes
             warnings.append(f"no flavor given: submit_job would use {DEFAULT_FLAVOR}.")
         target = next((f for f in flavors if f.name == flavor), None)
         if target is None:
-            listing = ", ".join(f"{f.name} ({f.gpu_memory_gb:.0f} GB, ~${f.price_per_hour}/h)" for f in flavors)
+            listing = ", ".join(f.summary() for f in flavors)
             problems.append(f"unknown flavor {flavor!r}. Available: {listing}.")
     else:
         flavors = hardware.builtin_flavors()  # for suggestions only; no Hub call for a local run
@@ -329,31 +327,17 @@ def preflight(config: dict, *, backend: str, flavor: str | None, timeout_minutes
 
 class PreflightTool(Tool):
     name = "preflight_check"
-    description = """Check a written training run before submit_job, without starting anything: the script
-parses; the dataset has the columns the method needs (SFT: messages | prompt+completion | text; DPO:
-prompt/chosen/rejected; GRPO: prompt); the model exists and, from its parameter count, fits the flavor's
-GPU memory (else it names a flavor or LoRA/QLoRA that fits); a remote run pushes its model to the Hub;
-the timeout covers an estimate of the run time; the flavor exists; and what the job may cost.
-
-Inputs:
-- run_id: the run_id from write_training_script.
-- flavor: the HF Jobs hardware you plan to pass to submit_job (default cpu-basic; ignored locally).
-- timeout_minutes: the timeout you plan to pass to submit_job (default 120).
-
-Returns a dict: {"run_id", "ok", "problems": [what to fix, with how], "warnings": [...], "estimate":
-{"memory_gb", "fits", "suggested_flavor", "est_minutes", "cost_usd" (price x timeout), "n_params", ...}}.
-Fix every problem (usually by writing a new run) before submitting.
-
-Example:
-    check = preflight_check(run_id=run["run_id"], flavor="a10g-large", timeout_minutes=90)
-    if check["ok"]:
-        submit_job(run_id=run["run_id"], flavor="a10g-large", timeout_minutes=90)
-    else:
-        print(check["problems"])"""
+    description = """Check a written run before submit_job, starting nothing: script, dataset columns, that the
+model fits the flavor's memory (else which flavor or LoRA/QLoRA does), Hub push, timeout vs estimated time, cost.
+Returns {"ok", "problems": [what to fix and how], "warnings", "estimate": {"memory_gb", "suggested_flavor",
+"est_minutes", "cost_usd"...}}; fix every problem before submitting.
+Example: preflight_check(run_id=run["run_id"], flavor="a10g-large", timeout_minutes=90)"""
     inputs = {
         "run_id": {"type": "integer", "description": "The run to check, from write_training_script."},
-        "flavor": {"type": "string", "description": "Planned HF Jobs flavor, e.g. a10g-large.", "nullable": True},
-        "timeout_minutes": {"type": "number", "description": "Planned job timeout in minutes.", "nullable": True},
+        "flavor": {"type": "string", "description": f"Planned HF Jobs flavor (default {DEFAULT_FLAVOR}; ignored "
+                   "locally).", "nullable": True},
+        "timeout_minutes": {"type": "number", "description": f"Planned job timeout (default "
+                            f"{DEFAULT_TIMEOUT_MINUTES}).", "nullable": True},
     }
     output_type = "object"
 

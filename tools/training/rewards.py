@@ -18,6 +18,8 @@ import subprocess
 import sys
 from collections.abc import Iterable
 
+from tools import confine
+
 
 def completion_text(completion) -> str:
     """The text of one completion: the string itself, or the contents of its messages."""
@@ -212,10 +214,10 @@ def _column_names(fn: ast.FunctionDef) -> set[str]:
     return names - TRAINER_KWARGS
 
 
-# Runs in a fresh interpreter: calls the reward on sample completions given as strings and as messages.
+# Runs in a confined interpreter (tools/confine.py: no secrets, scratch HOME and workspace, limits, no network):
+# calls the reward on sample completions given as strings and as messages.
 RUNNER = r"""
-import json, math, resource, sys, traceback, types
-resource.setrlimit(resource.RLIMIT_AS, (2 ** 31, 2 ** 31))
+import json, math, sys, traceback, types
 req = json.loads(sys.stdin.read())
 namespace = {"__name__": "reward"}
 exec(compile(req["code"], "<reward>", "exec"), namespace)
@@ -257,7 +259,7 @@ def check_custom_reward(code: str, reserved: Iterable[str] = (), columns: dict |
     """Check agent-written reward source: (the reward function's name, problems). No problems means it
     parses, imports only allowed modules, touches no files, network or processes, defines one top-level
     `fn(completions, **kwargs)`, and returns one finite float per completion on sample completions
-    (strings and message lists) in a separate process within `timeout_s`. `reserved` are names it
+    (strings and message lists) in a confined process (tools/confine.py) within `timeout_s`. `reserved` are names it
     must not redefine; `columns` gives sample values of dataset columns (default "4")."""
     try:
         tree = ast.parse(code)
@@ -283,8 +285,8 @@ def check_custom_reward(code: str, reserved: Iterable[str] = (), columns: dict |
     request = {"code": code, "name": fn.name, "completions": list(SAMPLE_COMPLETIONS), "prompt": SAMPLE_PROMPT,
                "columns": sample}
     try:
-        proc = subprocess.run([sys.executable, "-I", "-c", RUNNER], input=json.dumps(request), text=True,
-                              capture_output=True, timeout=timeout_s)
+        proc = confine.run([sys.executable, "-I", "-c", RUNNER], limits=confine.Limits(cpu_s=math.ceil(timeout_s)),
+                           input=json.dumps(request), timeout_s=timeout_s)
     except subprocess.TimeoutExpired:
         return fn.name, [f"it did not return within {timeout_s:.0f}s on {len(SAMPLE_COMPLETIONS)} sample completions; "
                          "a reward must be fast (no long loops, no waiting)."]

@@ -16,15 +16,16 @@ import ast
 import hashlib
 import json
 import math
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
 
 from smolagents import Tool
 
+from tools.backends.hub import is_hub_id
 from tools.context import ToolContext
 from tools.errors import ToolError
+from tools.stages import CREATED
 from tools.training.rewards import LIBRARY, check_custom_reward, custom_reward_name, library_listing, reward_source
 from tools.training.templates import render_script
 
@@ -40,17 +41,20 @@ PINNED_DEPENDENCIES = (
 QLORA_DEPENDENCY = "bitsandbytes>=0.46"
 TRACKIO_DEPENDENCY = "trackio>=0.43"
 REPORT_TO = ("none", "trackio")
-# Defaults that train the tiny test model well in seconds; real models want e.g. lr 2e-5 (full)
-# or 2e-4 (LoRA), batch 8 and a step budget sized to the dataset.
-DEFAULT_LEARNING_RATE = 3e-3
-DEFAULT_BATCH_SIZE = 16
+# Defaults for a real model, from TRL 1.16's SFTConfig/DPOConfig/GRPOConfig (learning rate, batch 8,
+# max_length 1024, 8 generations of up to 512 tokens) and ModelConfig (LoRA r 16, alpha 32). LoRA trains
+# at 10x the full fine-tuning rate, as TRL's example scripts do (SFT 2e-5 -> 2e-4, DPO 5e-7 -> 5e-6).
+# TRL trains 3 epochs by default; a step budget instead lets preflight estimate time and cost.
+DEFAULT_LEARNING_RATE = {"sft": 2e-5, "dpo": 1e-6, "grpo": 1e-6}
+DEFAULT_LORA_LEARNING_RATE = {"sft": 2e-4, "dpo": 1e-5, "grpo": 1e-5}
+DEFAULT_BATCH_SIZE = 8
 DEFAULT_MAX_STEPS = 150
-DEFAULT_MAX_LENGTH = 512
+DEFAULT_MAX_LENGTH = 1024
 DEFAULT_LORA_R = 16
 DEFAULT_LOGGING_STEPS = 5
 DEFAULT_BETA = {"dpo": 0.1, "grpo": 0.0}  # TRL's defaults; GRPO's KL term is off at 0
 DEFAULT_NUM_GENERATIONS = 8
-DEFAULT_MAX_COMPLETION_LENGTH = 256
+DEFAULT_MAX_COMPLETION_LENGTH = 512
 LEARNING_RATE_RANGE = (1e-7, 1e-1)
 # Settings only some methods use: the tool refuses them elsewhere and other scripts' CONFIG leaves them out.
 METHOD_FIELDS = {
@@ -63,50 +67,90 @@ METHOD_FIELDS = {
     "custom_reward_code": ("grpo",),
 }
 LOCAL_DATA_SUFFIXES = (".jsonl", ".json")
-HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+
+
+def _per_method(values: dict) -> str:
+    """'sft 2e-05, dpo 1e-06' for a {method: value} table, as the tool's input help shows defaults."""
+    return ", ".join(f"{method} {value:g}" for method, value in values.items())
 
 
 @dataclass
 class TrainingConfig:
     """Everything a training script needs; rendered verbatim into the script's CONFIG (the custom reward
-    code goes into the script as code instead)."""
+    code goes into the script as code instead). A field with a "help" is an input of write_training_script:
+    `config_inputs` derives its type, description and default from the field."""
 
-    model: str
-    dataset: str
-    output_dir: str
-    method: str = "sft"
-    dataset_split: str = "train"
-    dataset_config: str | None = None  # a Hub dataset's config (subset), e.g. "main" for openai/gsm8k
-    max_steps: int = DEFAULT_MAX_STEPS
+    model: str = field(metadata={"help": "Hub model id or local model folder"})
+    dataset: str = field(metadata={"help": "Hub dataset id or local .jsonl/.json file or folder"})
+    output_dir: str = field(metadata={"help": "Checkpoint folder (default: the run's)"})
+    method: str = field(default="sft", metadata={"help": '"sft", "dpo" or "grpo"'})
+    dataset_split: str = field(default="train", metadata={"help": "Split to train on"})
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset config (subset), e.g. main"})
+    max_steps: int = field(default=DEFAULT_MAX_STEPS, metadata={"help": "Optimizer steps"})
     num_train_epochs: float = 1.0
-    learning_rate: float = DEFAULT_LEARNING_RATE
-    per_device_train_batch_size: int = DEFAULT_BATCH_SIZE
-    gradient_accumulation_steps: int = 1
-    max_length: int = DEFAULT_MAX_LENGTH
-    packing: bool = False  # SFT: pack examples into max_length blocks (padding-free with FlashAttention)
-    lora: bool = False
-    qlora: bool = False  # LoRA on a 4-bit NF4 base (CUDA only); implies lora
-    lora_r: int = DEFAULT_LORA_R
+    learning_rate: float | None = field(default=None, metadata={"help": (
+        f"Peak learning rate; default {_per_method(DEFAULT_LEARNING_RATE)}, with LoRA "
+        f"{_per_method(DEFAULT_LORA_LEARNING_RATE)}")})
+    per_device_train_batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={"help": "Batch size per device"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per step"})
+    max_length: int = field(default=DEFAULT_MAX_LENGTH, metadata={"help": "SFT/DPO: max tokens per example"})
+    packing: bool = field(default=False, metadata={"help": "SFT: pack short examples into max_length blocks"})
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (merged when saved)"})
+    qlora: bool = field(default=False, metadata={"help": "LoRA on a 4-bit base; CUDA only"})
+    lora_r: int = field(default=DEFAULT_LORA_R, metadata={"help": "LoRA rank"})
     lora_alpha: int = 2 * DEFAULT_LORA_R
     lora_target_modules: str | list[str] = "all-linear"
-    beta: float | None = None  # DPO/GRPO; None: the method's default
-    num_generations: int = DEFAULT_NUM_GENERATIONS
-    max_completion_length: int = DEFAULT_MAX_COMPLETION_LENGTH
-    reward_functions: list[str] = field(default_factory=list)
-    custom_reward_code: str | None = None
+    beta: float | None = field(default=None, metadata={"help": (
+        f"DPO/GRPO KL strength; default {_per_method(DEFAULT_BETA)}")})
+    num_generations: int = field(default=DEFAULT_NUM_GENERATIONS, metadata={"help": (
+        "GRPO completions per prompt; batch x accumulation must be a multiple of it")})
+    max_completion_length: int = field(default=DEFAULT_MAX_COMPLETION_LENGTH,
+                                       metadata={"help": "GRPO tokens per completion"})
+    reward_functions: list[str] = field(default_factory=list, metadata={"help": (
+        f"GRPO rewards from the library:\n{library_listing()}")})
+    custom_reward_code: str | None = field(default=None, metadata={"help": (
+        "GRPO: source of one `def f(completions, **kwargs) -> list[float]`; columns arrive as kwargs; imports: "
+        "re, math, json, string, collections")})
     logging_steps: int = DEFAULT_LOGGING_STEPS
     seed: int = 42
-    report_to: str = "none"
+    report_to: str = field(default="none", metadata={"help": '"none" or "trackio" if the user asks'})
     push_to_hub: bool = False
-    hub_model_id: str | None = None
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo to push the model to (HF Jobs: "
+                                                                     "else it is lost)"})
 
     def __post_init__(self):
         if self.beta is None and self.method in DEFAULT_BETA:
             self.beta = DEFAULT_BETA[self.method]
         self.lora = self.lora or self.qlora
+        if self.learning_rate is None and self.method in SUPPORTED_METHODS:
+            self.learning_rate = default_learning_rate(self.method, self.lora)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def default_learning_rate(method: str, lora: bool) -> float:
+    """TRL's learning rate for `method` (full fine-tuning), or ten times it for LoRA adapters."""
+    return (DEFAULT_LORA_LEARNING_RATE if lora else DEFAULT_LEARNING_RATE)[method]
+
+
+INPUT_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array"}
+REQUIRED_INPUTS = ("model", "dataset")
+
+
+def config_inputs(*names: str) -> dict:
+    """smolagents tool inputs for the named TrainingConfig fields: the type from the field's annotation, the
+    description from its help plus its default (when it has one worth saying)."""
+    fields_by_name = {f.name: f for f in fields(TrainingConfig)}
+    inputs = {}
+    for name in names:
+        f = fields_by_name[name]
+        default = "" if f.default in (MISSING, None, False) else f" (default {f.default})"
+        inputs[name] = {"type": INPUT_TYPES[f.type.split("|")[0].split("[")[0].strip()],
+                        "description": f"{f.metadata['help'].rstrip('.')}{default}."}
+        if name not in REQUIRED_INPUTS:
+            inputs[name]["nullable"] = True
+    return inputs
 
 
 def script_config(config: TrainingConfig) -> dict:
@@ -227,81 +271,18 @@ def method_settings(method: str, given: dict, batch: int, accumulation: int) -> 
 
 class WriteTrainingScriptTool(Tool):
     name = "write_training_script"
-    description = f"""Write a TRL training script for one run and record the run in the experiment ledger.
-It does not start training: pass the returned run_id to submit_job.
-
-Inputs:
-- model: Hub model id (e.g. "Qwen/Qwen3-1.7B") or a local model folder.
-- dataset: Hub dataset id, or a local .jsonl/.json file or folder of them. Columns per method:
-  SFT {{"prompt", "completion"}}, {{"messages": [...]}} or {{"text"}}; DPO {{"prompt", "chosen", "rejected"}};
-  GRPO {{"prompt"}} plus the columns the rewards read (exact_answer reads "answer").
-- dataset_split (default "train"), dataset_config: the split and, for Hub datasets that have several, the config.
-- method: "sft" (default), "dpo" or "grpo". SFT first; DPO/GRPO work best on an SFT'd model.
-- packing (SFT): pack short examples into max_length blocks; faster on many short rows.
-- learning_rate, max_steps, per_device_train_batch_size, gradient_accumulation_steps, max_length (SFT/DPO):
-  hyperparameters (defaults suit a tiny model; real models want e.g. lr 2e-5 full, 2e-4 LoRA, 1e-6 GRPO full).
-- lora: train LoRA adapters (merged into the saved checkpoint) instead of all weights; lora_r is their rank.
-- qlora: LoRA on a 4-bit base model: needs a CUDA GPU (an HF Jobs GPU flavor, or a local GPU).
-- beta (DPO/GRPO): KL strength; defaults DPO 0.1, GRPO 0 (no reference model).
-- num_generations (GRPO, default {DEFAULT_NUM_GENERATIONS}): completions per prompt; batch x accumulation must be a
-  multiple of it. max_completion_length (GRPO, default {DEFAULT_MAX_COMPLETION_LENGTH}): tokens per completion.
-- reward_functions (GRPO): names from the reward library:
-{library_listing()}
-- custom_reward_code (GRPO): your own reward as source, one `def name(completions, **kwargs) -> list[float]`
-  (completions are strings or message lists; dataset columns arrive as kwargs; imports: re, math, json,
-  string, collections). It is checked on sample completions first.
-- report_to: "none" (default) or "trackio" (live dashboards; only when the user asks).
-- output_dir: where the final checkpoint is saved (default: the run's own folder).
-- hub_model_id: push the trained model to this Hub repo (needed to keep the model from a HF Jobs run).
-- parent_run_id, change: the run this one refines and what changed, e.g. "lr 3e-3 -> 1e-3".
-
-Returns a dict: {{"run_id", "script_path", "output_dir", "config"}}. Run smoke_run(run_id) to catch script and
-data errors on a tiny model before paying for a GPU.
-
-Example:
-    run = write_training_script(model="me/qwen3-0.6b-sft", dataset="me/gsm8k-prompts", method="grpo",
-                                reward_functions=["exact_answer", "answer_line_reward"], learning_rate=1e-6,
-                                per_device_train_batch_size=8, num_generations=8, lora=True, change="GRPO stage")
-    job = submit_job(run_id=run["run_id"])"""
+    description = """Write a TRL training script for one run and record the run in the ledger; it starts nothing.
+Columns: SFT messages | prompt+completion | text; DPO prompt/chosen/rejected; GRPO prompt plus what rewards read.
+Returns {"run_id", "script_path", "output_dir", "config", "warning"?}; smoke_run and preflight_check it next.
+Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/Capybara", lora=True)"""
     inputs = {
-        "model": {"type": "string", "description": "Hub model id or local model folder."},
-        "dataset": {"type": "string", "description": "Hub dataset id or local .jsonl/.json file or folder."},
-        "dataset_split": {"type": "string", "description": 'Split to train on (default "train").', "nullable": True},
-        "dataset_config": {"type": "string", "description": "Hub dataset config, e.g. main.", "nullable": True},
-        "method": {"type": "string", "description": '"sft" (default), "dpo" or "grpo".', "nullable": True},
-        "learning_rate": {"type": "number", "description": f"Peak learning rate (default {DEFAULT_LEARNING_RATE}).",
-                          "nullable": True},
-        "max_steps": {"type": "integer", "description": f"Optimizer steps (default {DEFAULT_MAX_STEPS}).",
-                      "nullable": True},
-        "per_device_train_batch_size": {"type": "integer", "nullable": True,
-                                        "description": f"Batch size per device (default {DEFAULT_BATCH_SIZE})."},
-        "gradient_accumulation_steps": {"type": "integer", "description": "Micro-batches per step (default 1).",
-                                        "nullable": True},
-        "lora": {"type": "boolean", "description": "Train LoRA adapters instead of all weights (default False).",
-                 "nullable": True},
-        "qlora": {"type": "boolean", "description": "LoRA on a 4-bit base; CUDA GPU only (default False).",
-                  "nullable": True},
-        "lora_r": {"type": "integer", "description": f"LoRA rank (default {DEFAULT_LORA_R}).", "nullable": True},
-        "max_length": {"type": "integer", "nullable": True,
-                       "description": f"SFT/DPO: max tokens per example (default {DEFAULT_MAX_LENGTH})."},
-        "packing": {"type": "boolean", "nullable": True, "description": "SFT: pack short examples into "
-                    "max_length blocks for throughput (default False)."},
-        "beta": {"type": "number", "description": "DPO/GRPO KL strength (defaults 0.1 / 0).", "nullable": True},
-        "num_generations": {"type": "integer", "nullable": True,
-                            "description": f"GRPO completions per prompt (default {DEFAULT_NUM_GENERATIONS})."},
-        "max_completion_length": {"type": "integer", "nullable": True, "description":
-                                  f"GRPO tokens per completion (default {DEFAULT_MAX_COMPLETION_LENGTH})."},
-        "reward_functions": {"type": "array", "description": "GRPO reward names from the library.",
-                             "nullable": True},
-        "custom_reward_code": {"type": "string", "description": "GRPO: source of your own reward function.",
-                               "nullable": True},
-        "report_to": {"type": "string", "description": '"none" (default) or "trackio".', "nullable": True},
-        "output_dir": {"type": "string", "description": "Where to save the checkpoint (default: the run folder).",
-                       "nullable": True},
-        "hub_model_id": {"type": "string", "description": "Hub repo to push the trained model to.",
-                         "nullable": True},
+        **config_inputs("model", "dataset", "dataset_split", "dataset_config", "method", "learning_rate",
+                        "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "lora", "qlora",
+                        "lora_r", "max_length", "packing", "beta", "num_generations", "max_completion_length",
+                        "reward_functions", "custom_reward_code", "report_to", "output_dir", "hub_model_id"),
         "parent_run_id": {"type": "integer", "description": "The run this one refines, if any.", "nullable": True},
-        "change": {"type": "string", "description": "What changed compared to the parent run.", "nullable": True},
+        "change": {"type": "string", "description": 'What changed from the parent run, e.g. "lr 2e-5 -> 1e-5".',
+                   "nullable": True},
     }
     output_type = "object"
 
@@ -322,7 +303,7 @@ Example:
         method = (method or "sft").strip().lower()
         if method not in SUPPORTED_METHODS:
             raise ToolError(f"unknown method {method!r}; supported methods: {', '.join(SUPPORTED_METHODS)}.")
-        lr = DEFAULT_LEARNING_RATE if learning_rate is None else float(learning_rate)
+        lr = default_learning_rate(method, bool(lora or qlora)) if learning_rate is None else float(learning_rate)
         if not (math.isfinite(lr) and LEARNING_RATE_RANGE[0] <= lr <= LEARNING_RATE_RANGE[1]):
             raise ToolError(f"learning_rate {lr} is outside the sane range {LEARNING_RATE_RANGE}; typical values "
                             "are 1e-5..5e-5 for full fine-tuning and 1e-4..5e-4 with LoRA.")
@@ -356,7 +337,7 @@ Example:
 
         ledger = self.ctx.ledger
         run_id = ledger.create_run(method, model, dataset, experiment_id=self.ctx.current_experiment(),
-                                   parent_run_id=parent_run_id, change=change, status="created")
+                                   parent_run_id=parent_run_id, change=change, status=CREATED)
         run_dir = Path(self.ctx.settings.data_dir).resolve() / "runs" / str(run_id)
         if output_dir is None:
             output_dir = f"outputs/run-{run_id}" if remote else str(run_dir / "checkpoint")
@@ -400,6 +381,6 @@ Example:
                 raise ToolError(f"the {kind} {value!r} is a local path but jobs run on HF Jobs, which cannot see "
                                 f"this machine's files: push it to the Hub first and pass its Hub id.")
             return str(path.resolve())
-        if not HUB_ID.match(value):
+        if not is_hub_id(value):
             raise ToolError(f"{kind} {value!r} is neither an existing local path nor a Hub id like 'owner/name'.")
         return value

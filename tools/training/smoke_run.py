@@ -23,6 +23,7 @@ from smolagents import Tool
 
 from tools.context import ToolContext
 from tools.errors import ToolError
+from tools.redact import redact
 from tools.training.jobs import last_error_line
 from tools.training.scripts import is_local_path
 from tools.trl_formats import METHOD_COLUMNS
@@ -72,28 +73,15 @@ def failing_line(log: str, script: Path) -> str | None:
 
 class SmokeRunTool(Tool):
     name = "smoke_run"
-    description = f"""Check a written run before submitting it: run its training script on this machine for a few
-steps on a tiny model, with a slice of the run's dataset ({SMOKE_ROWS} rows), short sequences and no push.
-It catches script errors, wrong dataset columns or formats and bad reward functions in about a minute,
-before paying for a GPU. The model's quality and the run's speed are not tested.
-
-Inputs:
-- run_id: the run_id that write_training_script returned.
-- steps: optimizer steps to run (default {DEFAULT_STEPS}, at most {MAX_STEPS}).
-
-Returns a dict: {{"ok", "seconds", "log_tail", "error", "failing_line", "reason"}}: ok is True when the script
-trained and saved the tiny model; otherwise error is the exception line, failing_line the script line
-where it failed and reason says what it means and what to do.
-
-Example:
-    check = smoke_run(run_id=run["run_id"])
-    if check["ok"]:
-        job = submit_job(run_id=run["run_id"])
-    else:
-        print(check["error"], check["failing_line"], check["reason"])"""
+    description = f"""Run a written run's script here for a few steps on a tiny model and {SMOKE_ROWS} rows of its
+dataset: catches script, column and reward errors in a minute, before paying for a GPU.
+Returns {{"ok", "seconds", "log_tail", "error", "failing_line", "reason"}}; reason says what a failure means
+and what to do.
+Example: smoke_run(run_id=run["run_id"])["ok"]"""
     inputs = {
         "run_id": {"type": "integer", "description": "The run to check, from write_training_script."},
-        "steps": {"type": "integer", "description": f"Steps to run (default {DEFAULT_STEPS}).", "nullable": True},
+        "steps": {"type": "integer", "description": f"Steps to run (default {DEFAULT_STEPS}, at most {MAX_STEPS}).",
+                  "nullable": True},
     }
     output_type = "object"
 
@@ -125,8 +113,7 @@ Example:
         if ctx.settings.hf_token:  # a private Hub dataset needs it; it never reaches the log or the result
             env["HF_TOKEN"] = ctx.settings.hf_token
         log, code, seconds = self._run(script, work, env)
-        for secret in ctx.settings.secrets:
-            log = log.replace(secret, "***")
+        log = redact(log, ctx.settings.secrets)
         ok = code == 0 and "TRAINING_DONE " in log
         tail = [line[:MAX_LINE_CHARS] for line in log.splitlines() if not line.startswith(("METRIC ", "{'"))]
         result = {"ok": ok, "seconds": round(seconds, 1), "log_tail": "\n".join(tail[-LOG_TAIL_LINES:]),

@@ -1,0 +1,176 @@
+"""tools/confine.py: what a confined child can reach when its code runs unrestricted Python (what a complete
+escape from smolagents' interpreter would get): no token, no network, no file outside its workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tools import confine
+from tools.confine import Limits
+from tools.settings import Settings
+
+CANARIES = {"HF_TOKEN": "hf_canaryConfine0123456789", "ANTHROPIC_API_KEY": "sk-ant-canaryConfine",
+            "GITHUB_TOKEN": "ghp_canaryConfine", "OPENAI_API_KEY": "sk-canaryConfine", "SOME_OTHER": "other-value"}
+
+
+def run_python(code: str, workspace: Path, limits: Limits = Limits(), timeout_s: float = 60.0):
+    return confine.run([sys.executable, "-I", "-c", code], workspace=workspace, limits=limits, timeout_s=timeout_s)
+
+
+@pytest.fixture
+def canaries(monkeypatch):
+    for name, value in CANARIES.items():
+        monkeypatch.setenv(name, value)
+    return CANARIES
+
+
+def test_environment_is_scrubbed_home_is_scratch_and_cwd_is_the_workspace(tmp_path, canaries):
+    workspace = tmp_path / "ws"
+    child = confine.start([sys.executable, "-I", "-c", (
+        "import json, os, sys; json.dump({'env': dict(os.environ), 'cwd': os.getcwd(), 'sid': os.getsid(0), "
+        "'pid': os.getpid()}, sys.stdout)")], workspace, stdout=subprocess.PIPE)
+    out, _ = child.process.communicate(timeout=60)
+    seen = json.loads(out)
+    scratch = child.scratch
+    child.kill()
+
+    env = seen["env"]
+    assert set(env) <= {"PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "HOME", "TMPDIR", "PYTHON_DOTENV_DISABLED"}
+    assert not any(value in json.dumps(env) for value in canaries.values())
+    assert env["HOME"] == str(scratch) != os.environ.get("HOME")
+    assert Path(env["TMPDIR"]).parent == scratch
+    assert seen["cwd"] == str(workspace.resolve())
+    assert seen["sid"] == seen["pid"]  # a session (and process group) of its own
+    assert not scratch.exists()  # removed with the child
+
+
+def test_resource_limits_come_from_settings_and_hold(tmp_path):
+    limits = Limits.from_settings(Settings(data_dir=tmp_path, sandbox_cpu_s=7, sandbox_memory_mb=1024,
+                                           sandbox_file_mb=1, sandbox_processes=16))
+    assert limits == Limits(cpu_s=7, memory_mb=1024, file_mb=1, processes=16)
+    code = ("import json, resource as r; print(json.dumps({n: r.getrlimit(getattr(r, n)) for n in "
+            "('RLIMIT_CPU', 'RLIMIT_AS', 'RLIMIT_FSIZE', 'RLIMIT_NPROC', 'RLIMIT_CORE')}))")
+    own = resource.getrlimit(resource.RLIMIT_CPU)
+    seen = json.loads(run_python(code, tmp_path / "ws", limits).stdout)
+    assert resource.getrlimit(resource.RLIMIT_CPU) == own  # the parent keeps its own
+    assert seen["RLIMIT_CPU"] == [7, 12] and seen["RLIMIT_AS"] == [1024 << 20] * 2
+    assert seen["RLIMIT_FSIZE"] == [1 << 20] * 2 and seen["RLIMIT_NPROC"] == [16, 16] and seen["RLIMIT_CORE"] == [0, 0]
+
+    big = run_python("open('big.bin', 'wb').write(b'x' * (2 << 20))", tmp_path / "ws", limits)
+    assert big.returncode == 1 and "File too large" in big.stderr  # Python ignores SIGXFSZ: the write fails
+    spin = run_python("while True:\n    pass", tmp_path / "ws", Limits(cpu_s=1), timeout_s=30)
+    assert spin.returncode == -signal.SIGXCPU
+    hog = run_python("x = bytearray(2 << 30)", tmp_path / "ws", limits)
+    assert hog.returncode == 1 and "MemoryError" in hog.stderr
+
+
+def test_a_child_past_its_timeout_is_killed_with_its_process_group(tmp_path):
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_python("import time\ntime.sleep(60)", tmp_path / "ws", timeout_s=1)
+    child = confine.start([sys.executable, "-I", "-c", (
+        "import subprocess, time\nprint(subprocess.Popen(['sleep', '60']).pid, flush=True)\ntime.sleep(60)")],
+        tmp_path / "ws", stdout=subprocess.PIPE)
+    grandchild = int(child.process.stdout.readline())
+    child.kill()
+    status = Path(f"/proc/{grandchild}/status")
+    for _ in range(50):  # SIGKILL is delivered asynchronously
+        if not status.exists() or "State:\tZ" in status.read_text():  # gone, or a zombie awaiting its reaper
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"process {grandchild}, started by the confined child, outlived it")
+
+
+@pytest.fixture
+def loopback_server():
+    """A TCP server on this host's loopback, counting the connections it accepts."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(connection)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield server.getsockname()[1], accepted
+    server.close()
+
+
+def test_the_network_is_out_of_reach_where_a_namespace_or_landlock_holds(tmp_path, loopback_server):
+    port, accepted = loopback_server
+    with socket.create_connection(("127.0.0.1", port), timeout=5):  # reachable from here
+        pass
+    child = confine.start([sys.executable, "-I", "-c", (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=5)\n"
+        "    print('connected')\n"
+        "except OSError as exc:\n"
+        "    print('refused', exc)\n")], tmp_path / "ws", stdout=subprocess.PIPE)
+    out, _ = child.process.communicate(timeout=60)
+    child.kill()
+
+    refused = out.decode().startswith("refused")
+    assert refused == (child.network_isolated or (child.filesystem_restricted and confine.landlock_abi() >= 4))
+    assert len(accepted) == (1 if refused else 2)
+    if sys.platform.startswith("linux") and os.geteuid() == 0:
+        assert child.network_isolated  # as root (this machine, the tests' containers) the namespace holds
+
+
+def test_files_outside_the_workspace_and_other_processes_environments_are_out_of_reach(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("hf_canarySecretFile")
+    code = f"""
+import json, os
+seen = {{}}
+for name, path in (("parent_environ", "/proc/{os.getpid()}/environ"), ("own_environ", "/proc/self/environ"),
+                   ("secret", {str(outside / "secret.txt")!r}), ("home", {str(Path.home())!r})):
+    try:
+        seen[name] = open(path, "rb").read(100).decode(errors="replace") if name != "home" else os.listdir(path)
+    except OSError as exc:
+        seen[name] = type(exc).__name__
+for name, path in (("marker", {str(outside / "marker")!r}), ("tmp_marker", "/tmp/ml-intern-confine-marker"),
+                   ("inside", "inside.txt")):
+    try:
+        open(path, "w").write("x")
+        seen[name] = "written"
+    except OSError as exc:
+        seen[name] = type(exc).__name__
+print(json.dumps(seen))
+"""
+    workspace = tmp_path / "ws"
+    child = confine.start([sys.executable, "-I", "-c", code], workspace, stdout=subprocess.PIPE)
+    out, _ = child.process.communicate(timeout=60)
+    child.kill()
+    seen = json.loads(out)
+
+    assert seen["inside"] == "written" and (workspace / "inside.txt").read_text() == "x"
+    if confine.landlock_abi():
+        assert child.filesystem_restricted
+        assert {seen[k] for k in ("parent_environ", "own_environ", "secret", "home", "marker", "tmp_marker")} \
+            == {"PermissionError"}
+        assert not (outside / "marker").exists() and not Path("/tmp/ml-intern-confine-marker").exists()
+    else:
+        assert not child.filesystem_restricted
+
+
+def test_a_child_of_root_has_no_capabilities(tmp_path):
+    code = "import os\ntry:\n    os.setuid(12345)\n    print('setuid worked')\nexcept PermissionError:\n" \
+           "    print('refused')"
+    assert run_python(code, tmp_path / "ws").stdout.strip() == "refused"
