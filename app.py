@@ -4,11 +4,21 @@
 
 Heavy libraries (torch, trl, lighteval) are never imported here: tools run them in
 subprocesses, so the first page is served within seconds.
+
+Who runs a turn on whose keys (`caller`): off a Space, the environment's keys serve the one local user. On a
+Space, visitors sign in with Hugging Face; a signed-in visitor's own token serves their Hub, Jobs and LLM calls
+(Inference Providers) unless they paste their own Anthropic key; the owner's secrets serve the owner, and serve
+visitors only where the owner sets `ML_INTERN_SHARE_OWNER_KEYS=1`, under a per-visitor budget.
+
+Turns run side by side (`MAX_TURNS` at once). A turn that asks for approval pauses without holding a worker: the
+chat event ends, and the Approve/Reject endpoint answers it and streams the rest of the turn.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -16,6 +26,8 @@ import gradio as gr  # noqa: E402
 
 from agent.config import BACKENDS, AgentConfig, visitor_endpoints_allowed  # noqa: E402
 from agent.events import Event  # noqa: E402
+from agent.target import Budget  # noqa: E402
+from tools.ledger import LOCAL_USER  # noqa: E402
 
 TITLES = {"thought": "💭 Thought", "code": "⌨ Code", "tool_result": "↳ Observation",
           "job_update": "⚙ Job", "eval_result": "📊 Evaluation", "error": "✗ Error", "run_created": "📝 Run",
@@ -25,6 +37,15 @@ ENDPOINT_LOCK = ("Locked by this server's owner: an address typed here would mak
                  "`ML_INTERN_ALLOW_VISITOR_ENDPOINTS=1`.")
 LABELS = {"model_id": "Model id", "openai_base_url": "OpenAI-compatible base URL"}
 EXPERIMENT_COLUMNS = ["id", "status", "task", "target", "baseline", "best", "runs", "cost_usd", "base_model", "goal"]
+# Agent turns streaming at once (each holds a worker thread while it runs; a turn paused on an approval holds none).
+MAX_TURNS = int(os.environ.get("ML_INTERN_MAX_TURNS", "32"))
+# The LLM of a signed-in visitor without an Anthropic key of their own: smolagents' InferenceClientModel default,
+# served by Inference Providers on the visitor's token.
+INFERENCE_PROVIDERS_MODEL = "Qwen/Qwen3-Next-80B-A3B-Thinking"
+SIGN_IN = ("**Sign in with Hugging Face** (the button at the top) to chat: your own token then serves the Hub, "
+           "Jobs and the LLM (through Inference Providers), or paste your own Anthropic key in Settings. "
+           "The offline demo runs without signing in.")
+APPROVAL_PENDING = "An approval is waiting above: press **Approve** or **Reject** first."
 
 
 def render_event(event: Event, messages: list[gr.ChatMessage]) -> None:
@@ -117,38 +138,162 @@ def _config(prefs: dict) -> AgentConfig:
     return base.with_(**changes)
 
 
-def chat(message: str, history: list, prefs: dict, session):
-    """Run one turn and stream the chat as it grows."""
+def on_space() -> bool:
+    """Whether the app runs as a Hugging Face Space (which sets `SPACE_ID`)."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def sign_in_offered() -> bool:
+    """Whether the app shows Sign in with Hugging Face: on a Space (Gradio's own test, `SYSTEM=spaces`) with an OAuth
+    app (`hf_oauth: true` in README.md sets `OAUTH_CLIENT_ID`). Elsewhere Gradio would mock sign-in with the
+    machine's saved token, calling the Hub at start-up."""
+    return os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("OAUTH_CLIENT_ID"))
+
+
+def owner_keys_shared() -> bool:
+    """Whether the Space's owner lets visitors use its secrets: `ML_INTERN_SHARE_OWNER_KEYS` (1 or 0, default 0)."""
+    return os.environ.get("ML_INTERN_SHARE_OWNER_KEYS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def visitor_budget() -> Budget:
+    """What one visitor's session may spend on the owner's keys: `ML_INTERN_VISITOR_BUDGET_USD` (default 1) in
+    job costs and `ML_INTERN_VISITOR_BUDGET_HOURS` (default 1) of wall time, which also bounds the LLM calls."""
+    return Budget(usd=float(os.environ.get("ML_INTERN_VISITOR_BUDGET_USD", "1")),
+                  hours=float(os.environ.get("ML_INTERN_VISITOR_BUDGET_HOURS", "1")))
+
+
+def user_of(profile: gr.OAuthProfile | None, request: gr.Request | None) -> str | None:
+    """Who owns what this browser session does: `LOCAL_USER` off a Space; on a Space the signed-in username, else
+    `visitor-<session hash>` for this browser session alone, or None when the request carries no session."""
+    if not on_space():
+        return LOCAL_USER
+    if profile is not None:
+        return profile.username
+    session_hash = re.sub(r"[^A-Za-z0-9]", "", getattr(request, "session_hash", None) or "")[:32]
+    return f"visitor-{session_hash}" if session_hash else None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who runs a turn (`user`, the owner of what it records), with which keys (`config`), under which cap."""
+    user: str
+    config: AgentConfig
+    budget: Budget | None = None
+
+
+def _visitor_config(prefs: dict, token: str) -> AgentConfig:
+    """A signed-in visitor's config: the environment's choices without the owner's keys. Their token (or one they
+    pasted) serves the Hub and Jobs, and the LLM through Inference Providers where the LLM would need an owner's key."""
+    config = _config(prefs)
+    own_key = prefs.get("anthropic_api_key") or None
+    settings = config.settings.with_(hf_token=prefs.get("hf_token") or token, github_token=prefs.get("github_token")
+                                     or None)
+    changes = {"settings": settings, "anthropic_api_key": own_key, "openai_api_key": None}
+    if (config.backend == "anthropic" and not own_key) or (config.backend == "openai-compatible"
+                                                           and config.openai_api_key):
+        changes.update(backend="hf-inference", model_id=INFERENCE_PROVIDERS_MODEL)
+    return config.with_(**changes)
+
+
+def caller(prefs: dict | None, profile: gr.OAuthProfile | None, token: gr.OAuthToken | None,
+           request: gr.Request | None) -> Caller | None:
+    """Who runs this browser session's turn, on whose keys; None when a visitor must sign in first.
+
+    Off a Space, and for the Space's owner (`SPACE_AUTHOR_NAME`) signed in: the environment's keys and this browser
+    session's settings, as `_config` makes them. A signed-in visitor: their own token (`_visitor_config`). Where the
+    owner shares their keys (`owner_keys_shared`), any visitor runs on them, under `visitor_budget()`; a signed-in
+    one still uses their own token for the Hub and Jobs."""
+    prefs = prefs or {}
+    user = user_of(profile, request)
+    if not on_space() or (profile is not None and profile.username == os.environ.get("SPACE_AUTHOR_NAME")):
+        return Caller(user, _config(prefs))
+    if user is None:
+        return None
+    if owner_keys_shared():
+        config = _config(prefs)
+        if token is not None and profile is not None and not prefs.get("hf_token"):
+            config = config.with_(settings=config.settings.with_(hf_token=token.token))
+        return Caller(user, config, visitor_budget())
+    if profile is None or token is None:
+        return None
+    return Caller(user, _visitor_config(prefs, token.token))
+
+
+def _messages(history: list | None) -> list[gr.ChatMessage]:
+    return [gr.ChatMessage(**m) if isinstance(m, dict) else m for m in (history or [])]
+
+
+def _follow(events, messages: list[gr.ChatMessage]):
+    """Render each event of a turn into `messages`, yielding None after each; after an approval request yield
+    `events` and stop: the turn waits, holding no worker, until Approve or Reject goes on with `events`."""
+    for event in events:
+        render_event(event, messages)
+        if event.kind == "approval":
+            yield events
+            return
+        yield None
+
+
+def chat(message: str, history: list, session, paused, prefs: dict, profile: gr.OAuthProfile | None = None,
+         token: gr.OAuthToken | None = None, request: gr.Request | None = None):
+    """Run one turn and stream the chat as it grows: yields (messages, session, paused turn, text box)."""
+    messages = _messages(history)
+    if paused is not None:
+        messages.append(gr.ChatMessage(role="assistant", content=APPROVAL_PENDING))
+        yield messages, session, paused, message
+        return
+    who = caller(prefs, profile, token, request)
+    if who is None:
+        messages.append(gr.ChatMessage(role="assistant", content=SIGN_IN))
+        yield messages, session, None, message
+        return
     from agent.session import Session
 
-    config = _config(prefs or {})
-    if session is None or session.config != config:
-        session = Session(config, title=message[:80])
-    messages = [gr.ChatMessage(**m) if isinstance(m, dict) else m for m in (history or [])]
-    for event in session.run(message):
-        render_event(event, messages)
-        yield messages, session, ""
-    yield messages, session, ""
+    if session is None or session.config != who.config or session.ctx.user != who.user:
+        session = Session(who.config, title=message[:80], user=who.user, budget=who.budget)
+    for waiting in _follow(session.run(message), messages):
+        yield messages, session, waiting, ""
 
 
-def answer_approval(session, approved: bool) -> str:
-    if session is None:
-        return "Nothing is waiting for approval."
+def answer_approval(approved: bool, history: list, session, paused):
+    """Answer the approval this browser session's turn waits for, then stream the rest of the turn:
+    yields (messages, paused turn, note)."""
+    messages = _messages(history)
+    if session is None or paused is None:
+        yield messages, None, "Nothing is waiting for approval."
+        return
     session.answer_approval(approved)
-    return "Approved." if approved else "Rejected."
+    note = "Approved." if approved else "Rejected."
+    yield messages, None, note
+    for waiting in _follow(paused, messages):
+        yield messages, waiting, note
 
 
-def run_demo(history: list, prefs: dict):
-    """The scripted offline demo, clearly labelled as such."""
+def approve(history: list, session, paused):
+    """The Approve button and the `/approve` endpoint."""
+    yield from answer_approval(True, history, session, paused)
+
+
+def reject(history: list, session, paused):
+    """The Reject button and the `/reject` endpoint."""
+    yield from answer_approval(False, history, session, paused)
+
+
+def run_demo(history: list, prefs: dict, profile: gr.OAuthProfile | None = None, request: gr.Request | None = None):
+    """The scripted offline demo, clearly labelled as such: anyone may run it, and it runs with no key at all."""
     from agent.demo import DEMO_TASK, prepare_demo
     from agent.session import Session
 
-    config = AgentConfig.demo(settings=_config(prefs or {}).settings)
+    user = user_of(profile, request)
+    if user is None:
+        yield [gr.ChatMessage(role="assistant", content=SIGN_IN)]
+        return
+    config = AgentConfig.demo(settings=_config(prefs or {}).settings.with_(hf_token=None, github_token=None))
     messages = [gr.ChatMessage(role="assistant", content="**Scripted offline demo** — a replayed plan, "
                                "not an LLM. Tools, training and evaluation are real.")]
     yield messages
     variables = prepare_demo(config.settings.data_dir)
-    session = Session(config, title="offline demo")
+    session = Session(config, title="offline demo", user=user)
     for event in session.run(DEMO_TASK, variables=variables):
         render_event(event, messages)
         yield messages
@@ -160,13 +305,17 @@ def _ledger():
     return Ledger.in_dir(AgentConfig.from_env().settings.data_dir)
 
 
-def experiments_rows() -> list[list]:
-    return [[row[c] for c in EXPERIMENT_COLUMNS] for row in _ledger().experiments_table()]
+def experiments_rows(profile: gr.OAuthProfile | None = None, request: gr.Request | None = None) -> list[list]:
+    """This user's experiments, one row each (newest first)."""
+    user = user_of(profile, request)
+    rows = _ledger().experiments_table(user=user) if user else []
+    return [[row[c] for c in EXPERIMENT_COLUMNS] for row in rows]
 
 
-def experiment_choices() -> gr.Dropdown:
-    """The experiment picker, refreshed from the ledger (newest first)."""
-    rows = _ledger().experiments_table()
+def experiment_choices(profile: gr.OAuthProfile | None = None, request: gr.Request | None = None) -> gr.Dropdown:
+    """The experiment picker, refreshed from this user's experiments (newest first)."""
+    user = user_of(profile, request)
+    rows = _ledger().experiments_table(user=user) if user else []
     return gr.Dropdown(choices=[(f"{r['id']}: {r['goal'][:60]}", r["id"]) for r in rows])
 
 
@@ -192,13 +341,15 @@ def score_frame(tree: dict):
     return pd.DataFrame(rows, columns=["iteration", "score", "series"])
 
 
-def experiment_detail(experiment_id):
-    """(lineage tree as markdown, score-per-iteration plot, saved report) of one experiment."""
+def experiment_detail(experiment_id, profile: gr.OAuthProfile | None = None, request: gr.Request | None = None):
+    """(lineage tree as markdown, score-per-iteration plot, saved report) of one of this user's experiments;
+    another user's experiment reads as an unknown one."""
     from tools.lineage import render_tree
 
     if experiment_id in (None, ""):
         return "Pick an experiment to see its lineage.", None, ""
-    tree = _ledger().experiment_tree(int(experiment_id))
+    user = user_of(profile, request)
+    tree = _ledger().experiment_tree(int(experiment_id), user=user) if user else None
     if tree is None:
         return f"There is no experiment {experiment_id}.", None, ""
     frame = score_frame(tree)
@@ -231,8 +382,12 @@ def build_app() -> gr.Blocks:
     with gr.Blocks(title="ml-intern") as app:
         prefs = gr.State({})
         session = gr.State(None)
-        gr.Markdown("# 🧑‍🔬 ml-intern\nAn autonomous ML engineer for LLM post-training: papers → data → "
-                    "baseline → train → evaluate → iterate.")
+        paused = gr.State(None)  # the rest of a turn that waits for Approve or Reject
+        with gr.Row():
+            gr.Markdown("# 🧑‍🔬 ml-intern\nAn autonomous ML engineer for LLM post-training: papers → data → "
+                        "baseline → train → evaluate → iterate.")
+            if sign_in_offered():
+                gr.LoginButton(scale=0, min_width=260)
         with gr.Tab("Chat"):
             chatbot = gr.Chatbot(label="ml-intern", height=620)
             box = gr.Textbox(placeholder="e.g. improve Qwen3-1.7B on GSM8K", show_label=False)
@@ -240,11 +395,11 @@ def build_app() -> gr.Blocks:
                 send = gr.Button("Send", variant="primary")
                 demo_button = gr.Button("Run offline demo (scripted)")
             with gr.Row():
-                approve = gr.Button("Approve paid job", size="sm")
-                reject = gr.Button("Reject", size="sm")
+                approve_button = gr.Button("Approve paid job", size="sm")
+                reject_button = gr.Button("Reject", size="sm")
                 approval_note = gr.Markdown()
         with gr.Tab("Experiments"):
-            table = gr.Dataframe(headers=EXPERIMENT_COLUMNS, value=experiments_rows, interactive=False)
+            table = gr.Dataframe(headers=EXPERIMENT_COLUMNS, interactive=False)
             refresh = gr.Button("Refresh")
             picker = gr.Dropdown(label="Experiment (or click a row)", choices=[], interactive=True,
                                  allow_custom_value=True)
@@ -255,7 +410,8 @@ def build_app() -> gr.Blocks:
                 report = gr.Markdown()
             refresh.click(experiments_rows, outputs=table, api_name="experiments").then(
                 experiment_choices, outputs=picker, api_name=False)
-            app.load(experiment_choices, outputs=picker, api_name=False)
+            app.load(experiments_rows, outputs=table, api_name=False).then(
+                experiment_choices, outputs=picker, api_name=False)
             table.select(pick_experiment, outputs=picker, api_name=False)
             picker.change(experiment_detail, picker, [tree, plot, report], api_name="experiment")
         with gr.Tab("Settings"):
@@ -272,15 +428,23 @@ def build_app() -> gr.Blocks:
                                     interactive=not locked, info=ENDPOINT_LOCK if locked else None)
             saved = gr.Markdown()
             gr.Button("Save").click(save_settings, [backend, model_id, anthropic_key, hf_token, github_token,
-                                                    compute, openai_url], [prefs, saved], api_name=False)
-        chat_io = ([box, chatbot, prefs, session], [chatbot, session, box])
-        send.click(chat, *chat_io, api_name="chat")
-        box.submit(chat, *chat_io, api_name=False)
-        approve.click(lambda s: answer_approval(s, True), session, approval_note, api_name=False)
-        reject.click(lambda s: answer_approval(s, False), session, approval_note, api_name=False)
-        demo_button.click(run_demo, [chatbot, prefs], chatbot, api_name="demo")
-    return app
+                                                    compute, openai_url], [prefs, saved], api_name="settings")
+        # Turns share MAX_TURNS slots; a paused turn holds none, and its answer streams the rest of the turn.
+        turn = {"concurrency_limit": MAX_TURNS, "concurrency_id": "turns"}
+        chat_io = ([box, chatbot, session, paused, prefs], [chatbot, session, paused, box])
+        send.click(chat, *chat_io, api_name="chat", **turn)
+        box.submit(chat, *chat_io, api_name=False, **turn)
+        answer_io = ([chatbot, session, paused], [chatbot, paused, approval_note])
+        approve_button.click(approve, *answer_io, api_name="approve", **turn)
+        reject_button.click(reject, *answer_io, api_name="reject", **turn)
+        demo_button.click(run_demo, [chatbot, prefs], chatbot, api_name="demo", **turn)
+    return app.queue(default_concurrency_limit=16)
 
 
 if __name__ == "__main__":
-    build_app().launch()
+    import importlib
+    import threading
+
+    # The first turn imports the agent (smolagents; about 2 s): do it while the first page is served.
+    threading.Thread(target=importlib.import_module, args=("agent.session",), daemon=True).start()
+    build_app().launch(max_threads=MAX_TURNS + 16)

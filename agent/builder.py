@@ -60,15 +60,10 @@ class ObservedModel:
         return getattr(self._model, name)
 
 
-def workspace_of(ctx: ToolContext) -> Path:
-    """The session's workspace: the working directory of its code actions."""
-    return ctx.settings.data_dir / "workspaces" / (ctx.session_id or "no-session")
-
-
 def build_executor(ctx: ToolContext) -> SandboxExecutor:
     """The sandbox that runs the session's code actions, with the limits from its settings."""
     settings = ctx.settings
-    return SandboxExecutor(AUTHORIZED_IMPORTS, workspace_of(ctx), Limits.from_settings(settings),
+    return SandboxExecutor(AUTHORIZED_IMPORTS, ctx.workspace, Limits.from_settings(settings),
                            timeout_s=settings.sandbox_timeout_s)
 
 

@@ -110,7 +110,8 @@ def _end(session, push: bool = True, repo_id: str | None = None) -> int:
     from agent.report import end_of_run
 
     print("\n" + end_of_run(session, push=push, repo_id=repo_id), flush=True)
-    experiment = session.ledger.get_experiment(session.ctx.experiment_id) if session.ctx.experiment_id else None
+    ctx = session.ctx
+    experiment = session.ledger.get_experiment(ctx.experiment_id, user=ctx.user) if ctx.experiment_id else None
     return 0 if experiment and experiment["status"] in ("met", "done") else 1
 
 
@@ -127,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     config = _config(args)
-    from tools.ledger import Ledger
+    from tools.ledger import LOCAL_USER, Ledger
 
     ledger = Ledger.in_dir(config.settings.data_dir)
     if args.task[:1] == ["experiments"]:
         from agent.experiments_view import print_experiments
 
-        return print_experiments(ledger, args.task[1:])
+        return print_experiments(ledger, args.task[1:], user=LOCAL_USER)
 
     from agent.session import Session
 

@@ -18,8 +18,8 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def experiments_lines(ledger: Ledger) -> list[str]:
-    rows = ledger.experiments_table()
+def experiments_lines(ledger: Ledger, *, user: str) -> list[str]:
+    rows = ledger.experiments_table(user=user)
     if not rows:
         return ["no experiments yet"]
     lines = [f"{'id':>4}  {'status':<16} {'runs':>4}  {'baseline':>8}  {'best':>8}  {'cost':>8}  "
@@ -31,10 +31,11 @@ def experiments_lines(ledger: Ledger) -> list[str]:
     return lines
 
 
-def print_experiments(ledger: Ledger, args: list[str]) -> int:
+def print_experiments(ledger: Ledger, args: list[str], *, user: str) -> int:
+    """Print `user`'s experiments (or one of them: show, report); another user's experiment is not there."""
     if len(args) == 2 and args[0] in ("show", "report") and args[1].isdigit():
         experiment_id = int(args[1])
-        tree = ledger.experiment_tree(experiment_id)
+        tree = ledger.experiment_tree(experiment_id, user=user)
         if tree is None:
             print(f"no experiment {experiment_id}; `python -m agent experiments` lists them")
             return 1
@@ -43,10 +44,10 @@ def print_experiments(ledger: Ledger, args: list[str]) -> int:
         else:
             from agent.report import build_report
 
-            print(tree["experiment"]["report"] or build_report(ledger, experiment_id))
+            print(tree["experiment"]["report"] or build_report(ledger, experiment_id, user=user))
         return 0
     if args:
         print(USAGE)
         return 2
-    print("\n".join(experiments_lines(ledger)))
+    print("\n".join(experiments_lines(ledger, user=user)))
     return 0

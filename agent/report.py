@@ -3,7 +3,8 @@ ledger and printed by the CLI), and with an HF token push the best checkpoint wi
 model-index metadata holds the evaluation table.
 
     report = end_of_run(session)                     # after the session's turn
-    push_best_model(ledger, 3, settings)             # {"repo_id", "url", "run_id", "files"}
+    build_report(ledger, 3, user="local")            # the markdown of one of the user's experiments
+    push_best_model(ledger, 3, settings, user="local")  # {"repo_id", "url", "run_id", "files"}
 """
 
 from __future__ import annotations
@@ -54,10 +55,10 @@ def compare(best: dict, base: dict | None) -> str:
     return f"{delta:+.3f} ({sigmas:.1f}× the combined stderr: {verdict})"
 
 
-def build_report(ledger: Ledger, experiment_id: int, llm_usd: float | None = None) -> str:
-    """The experiment as a markdown report: goal, target, scores with uncertainty, every run, cost, and
-    the commands that reproduce the best run."""
-    tree = ledger.experiment_tree(experiment_id)
+def build_report(ledger: Ledger, experiment_id: int, llm_usd: float | None = None, *, user: str) -> str:
+    """One of `user`'s experiments as a markdown report: goal, target, scores with uncertainty, every run, cost,
+    and the commands that reproduce the best run. ValueError when the user has no such experiment."""
+    tree = ledger.experiment_tree(experiment_id, user=user)
     if tree is None:
         raise ValueError(f"there is no experiment {experiment_id} in the ledger")
     exp = tree["experiment"]
@@ -85,7 +86,7 @@ def build_report(ledger: Ledger, experiment_id: int, llm_usd: float | None = Non
         lines.append("\nNo trained checkpoint was evaluated in full.")
     lines += ["", "## What was tried", ""] + _runs_table(tree)
     lines += ["", "## Data", ""] + _data_lines(tree)
-    runs_usd = ledger.experiment_cost(experiment_id)
+    runs_usd = ledger.experiment_cost(experiment_id, user=user)
     wall = (exp["finished_at"] - exp["created_at"]) / 3600 if exp.get("finished_at") else None
     llm = format_cost(llm_usd) if llm_usd is not None else "not known for this LLM backend"
     wall_text = f" · wall time {wall:.2f} h" if wall is not None else ""
@@ -176,13 +177,13 @@ def model_card(tree: dict, best: dict, repo_id: str):
 
 
 def push_best_model(ledger: Ledger, experiment_id: int, settings: Settings, repo_id: str | None = None,
-                    private: bool = True) -> dict:
-    """Upload the best evaluated checkpoint of the experiment and its model card in one commit."""
+                    private: bool = True, *, user: str) -> dict:
+    """Upload the best evaluated checkpoint of one of `user`'s experiments and its model card in one commit."""
     from huggingface_hub import CommitOperationAdd
 
     from tools.backends.hub import hf_api
 
-    tree = ledger.experiment_tree(experiment_id)
+    tree = ledger.experiment_tree(experiment_id, user=user)
     best = best_evals(tree) if tree else []
     if not best:
         raise ValueError(f"experiment {experiment_id} has no fully evaluated trained checkpoint to push")
@@ -217,10 +218,10 @@ def end_of_run(session, push: bool = True, repo_id: str | None = None) -> str:
         session.guard.settle(session.final_answer)
         llm_usd = session.guard.spent()["llm_usd"]
     ledger, settings = session.ledger, session.config.settings
-    report = build_report(ledger, experiment_id, llm_usd)
+    report = build_report(ledger, experiment_id, llm_usd, user=session.ctx.user)
     if push and settings.hf_token:
         try:
-            pushed = push_best_model(ledger, experiment_id, settings, repo_id=repo_id)
+            pushed = push_best_model(ledger, experiment_id, settings, repo_id=repo_id, user=session.ctx.user)
             report += (f"\n\n## Model\n\nThe best checkpoint (run {pushed['run_id']}) is on the Hub: "
                        f"{pushed['url']} (private), with this evaluation table in its model card.")
         except Exception as err:  # the report matters more than the upload; say why it failed

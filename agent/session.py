@@ -22,7 +22,7 @@ from agent.events import EVENT_KINDS, PERSISTED_KINDS, Event
 from agent.target import Budget, RunGuard, goal_text
 from tools.backends.jobs import make_job_backend
 from tools.context import ToolContext
-from tools.ledger import Ledger
+from tools.ledger import LOCAL_USER, Ledger
 from tools.redact import redact
 from tools.targets import Target
 
@@ -42,14 +42,17 @@ class Session:
     With `targets` or a `budget` (headless runs) a `RunGuard` holds the agent to them: the first turn's
     text tells the agent both, a final answer is refused while a target is unmet, and the agent is
     stopped when the budget is spent. `final_answer` keeps the latest accepted answer.
+
+    `user` owns the session and everything its tools record, and its tools read only that user's rows: the
+    signed-in Hugging Face username on a Space, `LOCAL_USER` ("local") for the one local user.
     """
 
     def __init__(self, config: AgentConfig, ledger: Ledger | None = None, model=None,
                  approve: Callable[[str, dict], bool] | None = None, title: str = "",
-                 targets: list[Target] | None = None, budget: Budget | None = None):
+                 targets: list[Target] | None = None, budget: Budget | None = None, user: str = LOCAL_USER):
         self.config = config
         self.ledger = ledger or Ledger.in_dir(config.settings.data_dir)
-        self.id = self.ledger.create_session(title=title, config={
+        self.id = self.ledger.create_session(title=title, user=user, config={
             "backend": config.backend, "model_id": config.model_id,
             "compute": config.settings.resolved_compute_backend, "max_steps": config.max_steps})
         self._model = model
@@ -58,7 +61,7 @@ class Session:
         self.ctx = ToolContext(settings=config.settings, ledger=self.ledger,
                                jobs=make_job_backend(config.settings), emit=self._emit_from_tool,
                                auto_approve=config.auto_approve, approve=approve or self._ask_in_stream,
-                               session_id=self.id)
+                               session_id=self.id, user=user)
         self._approval = threading.Event()
         self._approved = False
         self.turns = 0

@@ -49,11 +49,11 @@ class Budget:
         return ", ".join(p for p in parts if p) or "none"
 
 
-def target_progress(ledger: Ledger, experiment_id: int, targets: list[Target]) -> list[dict]:
-    """For each target: {"target", "best" (the best full trained eval, or None), "met"}."""
+def target_progress(ledger: Ledger, experiment_id: int, targets: list[Target], *, user: str) -> list[dict]:
+    """For each target: {"target", "best" (the user's best full trained eval, or None), "met"}."""
     rows = []
     for target in targets:
-        best = ledger.best_eval(experiment_id, target.task, lower_is_better=target.lower_is_better)
+        best = ledger.best_eval(experiment_id, target.task, lower_is_better=target.lower_is_better, user=user)
         rows.append({"target": target, "best": best, "met": target.met_by(best and best["value"])})
     return rows
 
@@ -105,9 +105,9 @@ class RunGuard:
     def spent(self) -> dict:
         """{"runs_usd", "llm_usd" (None when unknown), "usd", "hours"} so far."""
         ledger, experiment_id = self.ctx.ledger, self.experiment_id
-        runs_usd = ledger.experiment_cost(experiment_id)
+        runs_usd = ledger.experiment_cost(experiment_id, user=self.ctx.user)
         llm_usd = self.llm_cost() if self.llm_cost else None
-        started = ledger.get_experiment(experiment_id)["created_at"]
+        started = ledger.get_experiment(experiment_id, user=self.ctx.user)["created_at"]
         return {"runs_usd": runs_usd, "llm_usd": llm_usd, "usd": runs_usd + (llm_usd or 0.0),
                 "hours": (self.clock() - started) / 3600}
 
@@ -139,7 +139,7 @@ class RunGuard:
         return bool(self.targets) and all(row["met"] for row in self.progress())
 
     def progress(self) -> list[dict]:
-        return target_progress(self.ctx.ledger, self.experiment_id, self.targets)
+        return target_progress(self.ctx.ledger, self.experiment_id, self.targets, user=self.ctx.user)
 
     def target_is_met_or_unreachable(self, final_answer, memory=None, agent=None) -> bool:
         """smolagents final-answer check; raises with what to do next when the answer comes too early."""
@@ -181,7 +181,7 @@ class RunGuard:
 
     def _cancel_running_jobs(self) -> list[str]:
         canceled = []
-        for run in self.ctx.ledger.runs_for(self.experiment_id):
+        for run in self.ctx.ledger.runs_for(self.experiment_id, user=self.ctx.user):
             if run["status"] == "running" and run["job_id"]:
                 try:
                     self.ctx.jobs.cancel(run["job_id"])

@@ -7,6 +7,7 @@ Session directly and once through the launched Gradio app with gradio_client.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,16 +45,16 @@ def message_text(message: dict) -> str:
 
 
 def assert_trained_beats_baseline(ledger: Ledger) -> None:
-    [experiment] = ledger.list_experiments()
-    evals = ledger.evals_for(experiment["id"])
+    [experiment] = ledger.list_experiments(user="local")
+    evals = ledger.evals_for(experiment["id"], user="local")
     baseline = [e for e in evals if e["is_baseline"]]
     trained = [e for e in evals if not e["is_baseline"]]
     assert len(baseline) == 1 and len(trained) == 1
     assert baseline[0]["task"] == trained[0]["task"] == "tiny_sentiment"
     assert trained[0]["value"] >= baseline[0]["value"] + MIN_GAIN, (baseline, trained)
-    [run] = ledger.runs_for(experiment["id"])
+    [run] = ledger.runs_for(experiment["id"], user="local")
     assert trained[0]["run_id"] == run["id"] and run["status"] == "completed"
-    assert ledger.metric_series(run["id"], "loss")["loss"], "training metrics were not recorded"
+    assert ledger.metric_series(run["id"], "loss", user="local")["loss"], "training metrics were not recorded"
 
 
 def test_scripted_agent_runs_the_whole_loop(tmp_path, tiny_model_dir, settings, ledger, hub):
@@ -71,7 +72,7 @@ def test_scripted_agent_runs_the_whole_loop(tmp_path, tiny_model_dir, settings, 
     assert_trained_beats_baseline(ledger)
 
 
-def test_same_run_through_the_gradio_app(tmp_path, tiny_model_dir, data_dir, hub, monkeypatch):
+def test_same_run_through_the_gradio_app(tmp_path, tiny_model_dir, data_dir, hub, monkeypatch, read_dirs):
     from gradio_client import Client
 
     import app
@@ -79,6 +80,7 @@ def test_same_run_through_the_gradio_app(tmp_path, tiny_model_dir, data_dir, hub
     monkeypatch.setenv("ML_INTERN_LLM_BACKEND", "scripted")
     monkeypatch.setenv("ML_INTERN_SCRIPTED_PLAN", str(write_plan(tmp_path, tiny_model_dir)))
     monkeypatch.setenv("ML_INTERN_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("ML_INTERN_READ_DIRS", os.pathsep.join(map(str, read_dirs)))
     monkeypatch.setenv("ML_INTERN_COMPUTE", "local")
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
     monkeypatch.setenv("ML_INTERN_DATASETS_SERVER", hub.url)

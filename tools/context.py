@@ -1,5 +1,5 @@
-"""What every tool is handed when it is built: settings, the ledger, the job backend, and a
-callback to report progress into the session's event stream.
+"""What every tool is handed when it is built: settings, the ledger, the job backend, the user it acts for,
+and a callback to report progress into the session's event stream.
 
 Tools never import `agent`; the session builds one ToolContext and passes it to `build_tools`.
 """
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tools.ledger import Ledger
+from tools.errors import ToolError
+from tools.ledger import LOCAL_USER, Ledger, checked_user
 from tools.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,6 +27,9 @@ def _drop(kind: str, payload: dict) -> None:
 
 @dataclass
 class ToolContext:
+    """`user` owns everything the tools record and is the only one whose rows they read: the signed-in
+    Hugging Face username on a Space, `LOCAL_USER` for the one local user (validated: it is a path segment)."""
+
     settings: Settings
     ledger: Ledger
     jobs: JobBackend
@@ -32,15 +37,34 @@ class ToolContext:
     experiment_id: int | None = None
     goal: str = "ad-hoc experiment"
     session_id: str | None = None
+    user: str = LOCAL_USER
     auto_approve: bool = True
     approve: Callable[[str, dict], bool] | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        checked_user(self.user)
 
     def current_experiment(self, **fields) -> int:
         """The experiment the tools record into, created on first use from the session's goal."""
         if self.experiment_id is None:
             self.experiment_id = self.ledger.create_experiment(
-                goal=self.goal, session_id=self.session_id, **fields)
+                goal=self.goal, session_id=self.session_id, user=self.user, **fields)
         return self.experiment_id
+
+    @property
+    def workspace(self) -> Path:
+        """The session's workspace, per user and per session: the working directory of its code actions and where
+        relative paths start."""
+        return Path(self.settings.data_dir) / "workspaces" / self.user / (self.session_id or "default")
+
+    def job_run(self, job_id: str) -> dict:
+        """The ledger run of `job_id` (training or evaluation) when this user submitted it; a job that is not
+        theirs is an unknown job, with the same ToolError as one that never existed."""
+        run = self.ledger.run_by_job(job_id, user=self.user)
+        if run is None:
+            raise ToolError(f"unknown job id {job_id!r} on the {self.jobs.name} backend; use the job_id that "
+                            "submit_job or run_evaluation(as_job=True) returned.")
+        return run
 
     def ask_approval(self, action: str, details: dict) -> bool:
         """True when a paid action may go ahead: auto-approve, or the user said yes."""

@@ -2,11 +2,18 @@
 
 Tools write it; the app and the CLI read it. Every method opens its own short-lived connection,
 so the ledger can be shared by the agent's worker thread, the UI and job watchers.
+
+Every session, experiment, dataset, run and eval belongs to a user (its `owner`: the signed-in Hugging Face
+username on a Space, `LOCAL_USER` for the one local user; rows written before owners existed belong to
+`LOCAL_USER`). Every create and record takes `user=`, and so does every read: a read sees only that user's rows,
+so another user's id reads as an unknown one. Updates and metric writes go by an id the caller read under its
+user.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 import uuid
@@ -21,7 +28,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     created_at REAL NOT NULL,
     title TEXT,
-    config_json TEXT
+    config_json TEXT,
+    owner TEXT NOT NULL DEFAULT 'local'
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -42,7 +50,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     report TEXT,
     budget_json TEXT,
     stop_reason TEXT,
-    finished_at REAL
+    finished_at REAL,
+    owner TEXT NOT NULL DEFAULT 'local'
 );
 CREATE TABLE IF NOT EXISTS datasets (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -53,7 +62,8 @@ CREATE TABLE IF NOT EXISTS datasets (
     format TEXT,
     rows INTEGER,
     transform_json TEXT,
-    hub_id TEXT
+    hub_id TEXT,
+    owner TEXT NOT NULL DEFAULT 'local'
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -77,7 +87,8 @@ CREATE TABLE IF NOT EXISTS runs (
     cost_usd REAL,
     started_at REAL,
     finished_at REAL,
-    error TEXT
+    error TEXT,
+    owner TEXT NOT NULL DEFAULT 'local'
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -100,23 +111,34 @@ CREATE TABLE IF NOT EXISTS evals (
     n_samples INTEGER,
     is_baseline INTEGER NOT NULL DEFAULT 0,
     command TEXT,
-    details_json TEXT
+    details_json TEXT,
+    owner TEXT NOT NULL DEFAULT 'local'
 );
 """
 
+LOCAL_USER = "local"
+# A Hugging Face username: letters, digits, '-', '_' and '.', starting with a letter or digit (so never '..').
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 # Columns added after the first release: (table, column, type), added to older ledger files on open.
 ADDED_COLUMNS = (("experiments", "budget_json", "TEXT"), ("experiments", "stop_reason", "TEXT"),
-                 ("experiments", "finished_at", "REAL"), ("runs", "kind", "TEXT NOT NULL DEFAULT 'train'"))
+                 ("experiments", "finished_at", "REAL"), ("runs", "kind", "TEXT NOT NULL DEFAULT 'train'"),
+                 *((table, "owner", f"TEXT NOT NULL DEFAULT '{LOCAL_USER}'")
+                   for table in ("sessions", "experiments", "datasets", "runs", "evals")))
 # What a run is: a training job, or an evaluation job (model: the checkpoint scored, dataset: the task spec,
 # parent_run_id: the training run whose checkpoint it scored, config: the evaluation request).
 RUN_KINDS = ("train", "eval")
 EXPERIMENT_FIELDS = {"status", "report", "base_model", "task", "target", "goal", "budget_json", "stop_reason",
                      "finished_at"}
-RUN_FIELDS = {
-    "status", "job_id", "backend", "output_dir", "hardware", "cost_usd", "started_at",
-    "finished_at", "error", "script_path", "script_sha256", "config_json", "change",
-    "parent_run_id", "dataset_id",
-}
+RUN_FIELDS = {"status", "job_id", "backend", "output_dir", "hardware", "cost_usd", "started_at", "finished_at",
+              "error", "script_path", "script_sha256", "config_json", "change", "parent_run_id", "dataset_id"}
+
+
+def checked_user(user: str) -> str:
+    """`user` when it is a valid username (`USERNAME`), safe as an owner and as a path segment; else ValueError."""
+    if not isinstance(user, str) or not USERNAME.fullmatch(user):
+        raise ValueError(f"invalid user name {user!r}: a Hugging Face username has letters, digits, '-', '_' "
+                         "and '.', and starts with a letter or digit")
+    return user
 
 
 class Ledger:
@@ -147,8 +169,8 @@ class Ledger:
         finally:
             db.close()
 
-    def _insert(self, table: str, values: dict[str, Any]) -> int:
-        values = {"created_at": time.time(), **values}
+    def _insert(self, table: str, values: dict[str, Any], user: str) -> int:
+        values = {"created_at": time.time(), **values, "owner": checked_user(user)}
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         with self._connect() as db:
@@ -164,13 +186,9 @@ class Ledger:
         return rows[0] if rows else None
 
     # sessions and events
-    def create_session(self, title: str = "", config: dict | None = None) -> str:
+    def create_session(self, title: str = "", config: dict | None = None, *, user: str) -> str:
         session_id = uuid.uuid4().hex[:12]
-        with self._connect() as db:
-            db.execute(
-                "INSERT INTO sessions (id, created_at, title, config_json) VALUES (?, ?, ?, ?)",
-                (session_id, time.time(), title, json.dumps(config or {})),
-            )
+        self._insert("sessions", {"id": session_id, "title": title, "config_json": json.dumps(config or {})}, user)
         return session_id
 
     def record_event(self, session_id: str, kind: str, payload: dict) -> None:
@@ -180,48 +198,49 @@ class Ledger:
                 (session_id, time.time(), kind, json.dumps(payload, default=str)),
             )
 
-    def session_events(self, session_id: str) -> list[dict]:
-        rows = self._rows("SELECT * FROM events WHERE session_id = ? ORDER BY id", (session_id,))
+    def session_events(self, session_id: str, *, user: str) -> list[dict]:
+        rows = self._rows("SELECT * FROM events WHERE session_id = (SELECT id FROM sessions WHERE id = ? AND "
+                          "owner = ?) ORDER BY id", (session_id, user))
         for row in rows:
             row["payload"] = json.loads(row.pop("payload_json"))
         return rows
 
-    def list_sessions(self) -> list[dict]:
-        return self._rows("SELECT * FROM sessions ORDER BY created_at DESC")
+    def list_sessions(self, *, user: str) -> list[dict]:
+        return self._rows("SELECT * FROM sessions WHERE owner = ? ORDER BY created_at DESC", (user,))
 
     # experiments
     def create_experiment(self, goal: str, base_model: str | None = None, task: str | None = None,
-                          target: str | None = None, session_id: str | None = None) -> int:
+                          target: str | None = None, session_id: str | None = None, *, user: str) -> int:
         return self._insert("experiments", dict(goal=goal, base_model=base_model, task=task,
-                                                target=target, session_id=session_id))
+                                                target=target, session_id=session_id), user)
 
-    def get_experiment(self, experiment_id: int) -> dict | None:
-        return self._one("SELECT * FROM experiments WHERE id = ?", (experiment_id,))
+    def get_experiment(self, experiment_id: int, *, user: str) -> dict | None:
+        return self._one("SELECT * FROM experiments WHERE id = ? AND owner = ?", (experiment_id, user))
 
     def update_experiment(self, experiment_id: int, **fields) -> None:
         self._update("experiments", experiment_id, fields, EXPERIMENT_FIELDS)
 
-    def list_experiments(self) -> list[dict]:
-        return self._rows("SELECT * FROM experiments ORDER BY id DESC")
+    def list_experiments(self, *, user: str) -> list[dict]:
+        return self._rows("SELECT * FROM experiments WHERE owner = ? ORDER BY id DESC", (user,))
 
     # datasets
     def record_dataset(self, source: str, path: str, format: str | None = None,
                        rows: int | None = None, transform: dict | None = None,
-                       experiment_id: int | None = None, hub_id: str | None = None) -> int:
+                       experiment_id: int | None = None, hub_id: str | None = None, *, user: str) -> int:
         return self._insert("datasets", dict(
             source=source, path=path, format=format, rows=rows, hub_id=hub_id,
             transform_json=json.dumps(transform) if transform is not None else None,
-            experiment_id=experiment_id))
+            experiment_id=experiment_id), user)
 
-    def get_dataset(self, dataset_id: int) -> dict | None:
-        return self._one("SELECT * FROM datasets WHERE id = ?", (dataset_id,))
+    def get_dataset(self, dataset_id: int, *, user: str) -> dict | None:
+        return self._one("SELECT * FROM datasets WHERE id = ? AND owner = ?", (dataset_id, user))
 
-    def find_dataset_by_path(self, path: str) -> dict | None:
-        return self._one("SELECT * FROM datasets WHERE path = ? ORDER BY id DESC", (path,))
+    def find_dataset_by_path(self, path: str, *, user: str) -> dict | None:
+        return self._one("SELECT * FROM datasets WHERE path = ? AND owner = ? ORDER BY id DESC", (path, user))
 
     # runs
     def create_run(self, method: str, model: str, dataset: str, experiment_id: int | None = None,
-                   config: dict | None = None, kind: str = "train", **fields) -> int:
+                   config: dict | None = None, kind: str = "train", *, user: str, **fields) -> int:
         unknown = set(fields) - RUN_FIELDS
         if unknown:
             raise ValueError(f"unknown run fields: {sorted(unknown)}")
@@ -230,28 +249,29 @@ class Ledger:
         if config is not None:
             fields["config_json"] = json.dumps(config, default=str)
         return self._insert("runs", dict(method=method, model=model, dataset=dataset,
-                                         experiment_id=experiment_id, kind=kind, **fields))
+                                         experiment_id=experiment_id, kind=kind, **fields), user)
 
     def update_run(self, run_id: int, **fields) -> None:
         self._update("runs", run_id, fields, RUN_FIELDS)
 
-    def get_run(self, run_id: int) -> dict | None:
-        return self._one("SELECT * FROM runs WHERE id = ?", (run_id,))
+    def get_run(self, run_id: int, *, user: str) -> dict | None:
+        return self._one("SELECT * FROM runs WHERE id = ? AND owner = ?", (run_id, user))
 
-    def run_by_job(self, job_id: str) -> dict | None:
-        return self._one("SELECT * FROM runs WHERE job_id = ? ORDER BY id DESC", (job_id,))
+    def run_by_job(self, job_id: str, *, user: str) -> dict | None:
+        return self._one("SELECT * FROM runs WHERE job_id = ? AND owner = ? ORDER BY id DESC", (job_id, user))
 
-    def runs_for(self, experiment_id: int, kind: str | None = None) -> list[dict]:
+    def runs_for(self, experiment_id: int, kind: str | None = None, *, user: str) -> list[dict]:
         """The experiment's runs in order: all of them, or only those of one kind ("train", "eval")."""
         if kind:
-            return self._rows("SELECT * FROM runs WHERE experiment_id = ? AND kind = ? ORDER BY id",
-                              (experiment_id, kind))
-        return self._rows("SELECT * FROM runs WHERE experiment_id = ? ORDER BY id", (experiment_id,))
+            return self._rows("SELECT * FROM runs WHERE experiment_id = ? AND kind = ? AND owner = ? ORDER BY id",
+                              (experiment_id, kind, user))
+        return self._rows("SELECT * FROM runs WHERE experiment_id = ? AND owner = ? ORDER BY id",
+                          (experiment_id, user))
 
-    def list_runs(self, status: str | None = None) -> list[dict]:
+    def list_runs(self, status: str | None = None, *, user: str) -> list[dict]:
         if status:
-            return self._rows("SELECT * FROM runs WHERE status = ? ORDER BY id", (status,))
-        return self._rows("SELECT * FROM runs ORDER BY id")
+            return self._rows("SELECT * FROM runs WHERE status = ? AND owner = ? ORDER BY id", (status, user))
+        return self._rows("SELECT * FROM runs WHERE owner = ? ORDER BY id", (user,))
 
     # metrics
     def record_metrics(self, run_id: int, points: list[tuple[int | None, str, float]]) -> None:
@@ -261,9 +281,9 @@ class Ledger:
                 [(run_id, step, name, float(value)) for step, name, value in points],
             )
 
-    def metric_series(self, run_id: int, name: str | None = None) -> dict[str, list[tuple[int, float]]]:
-        sql = "SELECT step, name, value FROM metrics WHERE run_id = ?"
-        params: tuple = (run_id,)
+    def metric_series(self, run_id: int, name: str | None = None, *, user: str) -> dict[str, list[tuple[int, float]]]:
+        sql = "SELECT step, name, value FROM metrics WHERE run_id = (SELECT id FROM runs WHERE id = ? AND owner = ?)"
+        params: tuple = (run_id, user)
         if name:
             sql += " AND name = ?"
             params += (name,)
@@ -277,39 +297,40 @@ class Ledger:
                     stderr: float | None = None, is_baseline: bool = False,
                     experiment_id: int | None = None, run_id: int | None = None,
                     checkpoint: str | None = None, n_samples: int | None = None,
-                    command: str | None = None, details: dict | None = None) -> int:
+                    command: str | None = None, details: dict | None = None, *, user: str) -> int:
         return self._insert("evals", dict(
             model=model, task=task, metric=metric, value=float(value), stderr=stderr,
             is_baseline=int(bool(is_baseline)), experiment_id=experiment_id, run_id=run_id,
             checkpoint=checkpoint, n_samples=n_samples, command=command,
-            details_json=json.dumps(details, default=str) if details is not None else None))
+            details_json=json.dumps(details, default=str) if details is not None else None), user)
 
-    def evals_for(self, experiment_id: int) -> list[dict]:
-        return self._rows("SELECT * FROM evals WHERE experiment_id = ? ORDER BY id", (experiment_id,))
+    def evals_for(self, experiment_id: int, *, user: str) -> list[dict]:
+        return self._rows("SELECT * FROM evals WHERE experiment_id = ? AND owner = ? ORDER BY id",
+                          (experiment_id, user))
 
-    def list_evals(self) -> list[dict]:
-        return self._rows("SELECT * FROM evals ORDER BY id")
+    def list_evals(self, *, user: str) -> list[dict]:
+        return self._rows("SELECT * FROM evals WHERE owner = ? ORDER BY id", (user,))
 
-    def baseline_for(self, experiment_id: int, task: str, metric: str | None = None) -> dict | None:
-        sql = "SELECT * FROM evals WHERE experiment_id = ? AND task = ? AND is_baseline = 1"
-        params: tuple = (experiment_id, task)
+    def baseline_for(self, experiment_id: int, task: str, metric: str | None = None, *, user: str) -> dict | None:
+        sql = "SELECT * FROM evals WHERE experiment_id = ? AND task = ? AND is_baseline = 1 AND owner = ?"
+        params: tuple = (experiment_id, task, user)
         if metric:
             sql += " AND metric = ?"
             params += (metric,)
         return self._one(sql + " ORDER BY id DESC", params)
 
-    def best_eval(self, experiment_id: int, task: str, lower_is_better: bool = False) -> dict | None:
+    def best_eval(self, experiment_id: int, task: str, lower_is_better: bool = False, *, user: str) -> dict | None:
         """The experiment's best trained score on `task` (`tools.lineage.best`), or None."""
-        return best(self.evals_for(experiment_id), task, lower_is_better)
+        return best(self.evals_for(experiment_id, user=user), task, lower_is_better)
 
-    def experiment_cost(self, experiment_id: int) -> float:
+    def experiment_cost(self, experiment_id: int, *, user: str) -> float:
         """Dollars spent by the experiment's training and evaluation runs (runs without a known cost count 0)."""
-        row = self._one("SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM runs WHERE experiment_id = ?",
-                        (experiment_id,))
+        row = self._one("SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM runs WHERE experiment_id = ? AND owner = ?",
+                        (experiment_id, user))
         return float(row["spent"])
 
-    def experiment_tree(self, experiment_id: int) -> dict | None:
-        """The whole lineage of an experiment, read in one transaction; None when there is no such experiment.
+    def experiment_tree(self, experiment_id: int, *, user: str) -> dict | None:
+        """The whole lineage of an experiment, read in one transaction; None when the user has no such experiment.
 
         {"experiment": row (+ "budget"), "datasets": rows (+ "transform"), "baselines": evals,
          "evals": all evals in order, "runs": the root training runs, "eval_runs": the evaluation runs in
@@ -319,18 +340,18 @@ class Ledger:
         its "change"). An evaluation run node is its row plus "config" and "duration_s".
         """
         with self._connect() as db:
-            def fetch(sql: str, times: int = 1) -> list[dict]:
-                return [dict(r) for r in db.execute(sql, (experiment_id,) * times).fetchall()]
+            def fetch(sql: str) -> list[dict]:
+                return [dict(r) for r in db.execute(sql, {"id": experiment_id, "user": user}).fetchall()]
 
             db.execute("BEGIN")  # one snapshot for all four reads
-            found = fetch("SELECT * FROM experiments WHERE id = ?")
+            found = fetch("SELECT * FROM experiments WHERE id = :id AND owner = :user")
             if not found:
                 return None
-            runs = fetch("SELECT * FROM runs WHERE experiment_id = ? ORDER BY id")
-            evals = fetch("SELECT * FROM evals WHERE experiment_id = ? ORDER BY id")
-            datasets = fetch("SELECT * FROM datasets WHERE experiment_id = ? OR id IN (SELECT dataset_id FROM runs "
-                             "WHERE experiment_id = ?) OR path IN (SELECT dataset FROM runs WHERE experiment_id = ?) "
-                             "ORDER BY id", 3)
+            runs = fetch("SELECT * FROM runs WHERE experiment_id = :id AND owner = :user ORDER BY id")
+            evals = fetch("SELECT * FROM evals WHERE experiment_id = :id AND owner = :user ORDER BY id")
+            datasets = fetch("SELECT * FROM datasets WHERE owner = :user AND (experiment_id = :id OR id IN (SELECT "
+                             "dataset_id FROM runs WHERE experiment_id = :id) OR path IN (SELECT dataset FROM runs "
+                             "WHERE experiment_id = :id)) ORDER BY id")
         experiment = found[0]
         experiment["budget"] = _loads(experiment.pop("budget_json"))
         for row in datasets:
@@ -357,24 +378,21 @@ class Ledger:
         return {"experiment": experiment, "datasets": datasets, "runs": roots, "evals": evals,
                 "baselines": [e for e in evals if e["is_baseline"]], "eval_runs": eval_runs}
 
-    def experiments_table(self) -> list[dict]:
+    def experiments_table(self, *, user: str) -> list[dict]:
         """One row per experiment for the UI and CLI. "task" is its first judged task (`tools.lineage.judged_tasks`:
         the first target's task, else the primary task); "baseline" and "best" are the latest baseline and the
         best trained score on that task, in the target's direction."""
         rows = []
-        for exp in self.list_experiments():
-            evals = self.evals_for(exp["id"])
+        for exp in self.list_experiments(user=user):
+            evals = self.evals_for(exp["id"], user=user)
             scores = {"experiment": exp, "evals": evals, "baselines": [e for e in evals if e["is_baseline"]]}
             task, lower_is_better = judged_tasks(scores)[0]
             base, top = baseline_of(scores, task), best(evals, task, lower_is_better)
             rows.append({
-                "id": exp["id"], "goal": exp["goal"], "base_model": exp["base_model"],
-                "status": exp["status"], "target": exp["target"], "runs": len(self.runs_for(exp["id"], kind="train")),
-                "baseline": base["value"] if base else None,
-                "best": top["value"] if top else None,
-                "task": task,
-                "cost_usd": self.experiment_cost(exp["id"]),
-            })
+                "id": exp["id"], "goal": exp["goal"], "base_model": exp["base_model"], "status": exp["status"],
+                "target": exp["target"], "runs": len(self.runs_for(exp["id"], kind="train", user=user)),
+                "baseline": base["value"] if base else None, "best": top["value"] if top else None, "task": task,
+                "cost_usd": self.experiment_cost(exp["id"], user=user)})
         return rows
 
     def _update(self, table: str, row_id: int, fields: dict, allowed: set[str]) -> None:

@@ -5,7 +5,7 @@ best-score rule, which the ledger, the report, the target guard and the app use:
     judged_tasks(tree)                       -> [("tiny_sentiment", False)]  each target's task, else the primary
     best(tree["evals"], "tiny_sentiment", lower_is_better=False)  -> the best full trained eval row, or None
 
-    tree = ledger.experiment_tree(1)
+    tree = ledger.experiment_tree(1, user="local")
     print(render_tree(tree))
     experiment 1: improve tiny on tiny_sentiment  [met]  target tiny_sentiment>=0.6
       baseline  tiny_sentiment acc 0.500 ± 0.046 (n=120)  model tiny

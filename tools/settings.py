@@ -49,6 +49,8 @@ class Settings:
     sandbox_memory_mb: int = 2048
     sandbox_file_mb: int = 64
     sandbox_processes: int = 32
+    # Folders the owner lets tools read local datasets and models from, besides the workspace (tools/paths.py).
+    extra_read_dirs: tuple[Path, ...] = ()
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:
@@ -66,6 +68,7 @@ class Settings:
             github_api_url=env.get("ML_INTERN_GITHUB_API_URL", DEFAULT_GITHUB_API_URL),
             compute_backend=env.get("ML_INTERN_COMPUTE", "auto"),
             hf_namespace=env.get("ML_INTERN_HF_NAMESPACE") or None,
+            extra_read_dirs=tuple(Path(p) for p in env.get("ML_INTERN_READ_DIRS", "").split(os.pathsep) if p),
         )
         values.update(overrides)
         return cls(**values)

@@ -39,7 +39,7 @@ def test_code_actions_run_in_the_sessions_sandbox_with_the_settings_limits(setti
     config = AgentConfig(backend="scripted", model_id="scripted", settings=settings)
     executor = build_agent(config, ctx, model=ScriptedModel([])).python_executor
     assert isinstance(executor, SandboxExecutor) and executor.authorized_imports == AUTHORIZED_IMPORTS
-    assert executor.workspace == settings.data_dir / "workspaces" / "s1"
+    assert executor.workspace == settings.data_dir / "workspaces" / "local" / "s1"  # per user, per session
     assert executor.limits == Limits(cpu_s=11, memory_mb=512, file_mb=3, processes=5) and executor.timeout_s == 9.0
 
 

@@ -66,7 +66,7 @@ def assert_bounded(session, model, events, ledger):
     for event in events:
         assert len(event.text) <= LIMIT + 100
         assert all(len(v) <= LIMIT + 100 for v in event.data.values() if isinstance(v, str))
-    rows = ledger.session_events(session.id)
+    rows = ledger.session_events(session.id, user="local")
     assert rows and max(len(json.dumps(row)) for row in rows) <= LIMIT + 1_000
     stored = sum(p.stat().st_size for p in ledger.path.parent.glob("ledger.sqlite*"))
     assert stored < 2_000_000, stored
@@ -93,7 +93,7 @@ def test_a_tool_argument_of_10_mb_is_cut_in_the_next_request_the_events_and_the_
     assert echoed.startswith("Call id: ") and "xxxx" in echoed
     [cut] = cut_counts(echoed)
     assert cut >= BIG - LIMIT and len(echoed) <= LIMIT + 1_000
-    [row] = [r for r in ledger.session_events(session.id) if r["kind"] == "error"]
+    [row] = [r for r in ledger.session_events(session.id, user="local") if r["kind"] == "error"]
     assert cut_counts(row["payload"]["text"]) == cut_counts(error.text)
     assert_bounded(session, model, events, ledger)
 
@@ -105,7 +105,7 @@ def test_printing_10_mb_is_cut_in_the_next_request_the_events_and_the_ledger(set
     assert "yyyy" in observation and cut_counts(observation) and len(observation) <= LIMIT + 200
     [result] = [e for e in events if e.kind == "tool_result"]
     assert cut_counts(result.text) and len(result.text) <= LIMIT + 100
-    [row] = [r for r in ledger.session_events(session.id) if r["kind"] == "tool_result"]
+    [row] = [r for r in ledger.session_events(session.id, user="local") if r["kind"] == "tool_result"]
     assert row["payload"]["text"] == result.text
     assert_bounded(session, model, events, ledger)
 

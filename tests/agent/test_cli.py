@@ -36,9 +36,9 @@ def iterated(tiny_model_dir, tmp_path_factory):
 def test_demo_misses_the_target_changes_one_thing_and_meets_it(iterated):
     ledger = iterated["ledger"]
     assert iterated["code"] == 0, iterated["out"][-3000:]
-    [experiment] = ledger.list_experiments()
+    [experiment] = ledger.list_experiments(user="local")
     assert experiment["status"] == "met" and experiment["target"] == DEMO_TARGET
-    tree = ledger.experiment_tree(experiment["id"])
+    tree = ledger.experiment_tree(experiment["id"], user="local")
     [root] = tree["runs"]
     [child] = root["children"]
     assert (root["config"]["max_steps"], child["config"]["max_steps"]) == (FIRST_RUN_MAX_STEPS, DEFAULT_MAX_STEPS)
@@ -109,5 +109,5 @@ def test_headless_run_is_held_to_its_target_and_reports(tmp_path, data_dir):
     assert "Target (checked against the ledger's best full evaluation" in out and "Budget: $5" in out
     assert "✗ error: Check target_is_met_or_unreachable failed with error: the target is not met yet" in out
     assert "**Status:** unreachable — Target unreachable: the only model" in out
-    [experiment] = Ledger.in_dir(data_dir).list_experiments()
+    [experiment] = Ledger.in_dir(data_dir).list_experiments(user="local")
     assert (experiment["status"], experiment["goal"]) == ("unreachable", "improve the tiny model")

@@ -33,9 +33,9 @@ def test_events_round_trip_through_json_and_the_ledger(ledger):
     assert payload == {"kind": "eval_result", "text": "acc 0.71", "step": 4, "ts": event.ts,
                        "data": {"task": "tiny_sentiment", "value": 0.71, "run_id": 2}}
     assert Event.from_dict(json.loads(json.dumps(payload))) == event
-    session = ledger.create_session("scripted")
+    session = ledger.create_session("scripted", user="local")
     ledger.record_event(session, event.kind, payload)
-    [stored] = ledger.session_events(session)
+    [stored] = ledger.session_events(session, user="local")
     assert stored["kind"] == "eval_result" and Event.from_dict(stored["payload"]) == event
     with pytest.raises(ValueError, match="unknown event kind"):
         Event.from_dict({**payload, "kind": "bogus"})

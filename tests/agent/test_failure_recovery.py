@@ -33,11 +33,11 @@ def test_agent_diagnoses_an_injected_failure_and_reruns_fixed(tmp_path, tiny_mod
     assert events[-1].kind == "final_answer" and events[-1].text == "dataset_format -> completed"
     diagnosis = next(e for e in events if e.kind == "diagnosis")
     assert diagnosis.data["failure"] == "dataset_format"
-    [experiment] = ledger.list_experiments()
-    first, second = ledger.runs_for(experiment["id"])
+    [experiment] = ledger.list_experiments(user="local")
+    first, second = ledger.runs_for(experiment["id"], user="local")
     assert first["status"] == "failed" and second["status"] == "completed"
     assert second["parent_run_id"] == first["id"] and "clean file" in second["change"]
-    assert ledger.metric_series(second["id"], "loss")["loss"]
+    assert ledger.metric_series(second["id"], "loss", user="local")["loss"]
     kinds = [e.kind for e in events]
     first_job_done = next(i for i, e in enumerate(events) if e.kind == "job_update"
                           and e.data.get("stage") == "failed")

@@ -173,7 +173,7 @@ def test_an_agent_that_obeys_the_injection_cannot_leak_the_token(settings, hub, 
 
     # the push was refused by the Hub: no repo exists, the local copy is in the ledger without a hub id
     assert "evil/x" not in hub.state.get("repos", {})
-    [dataset] = session.ledger.experiment_tree(session.ctx.experiment_id)["datasets"]
+    [dataset] = session.ledger.experiment_tree(session.ctx.experiment_id, user="local")["datasets"]
     assert dataset["hub_id"] is None and dataset["source"] == INJECTION
 
     # the token went to the fake Hub in the Authorization header and nowhere else
@@ -193,7 +193,7 @@ def test_an_agent_that_obeys_the_injection_cannot_leak_the_token(settings, hub, 
     for path in files:  # ledger.sqlite, its -wal/-shm, the card cache, the saved dataset
         data = path.read_bytes()
         assert CANARY.encode() not in data and MASK.encode() not in data, path
-    ledger_events = session.ledger.session_events(session.id)
+    ledger_events = session.ledger.session_events(session.id, user="local")
     assert len(ledger_events) == len([e for e in events if e.kind != "delta"])
     assert CANARY not in json.dumps(ledger_events) and MASK not in json.dumps(ledger_events)
 

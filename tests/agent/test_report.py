@@ -33,7 +33,7 @@ def test_report_has_goal_target_scores_runs_cost_and_commands(ledger, build_expe
     ids = build_experiment(ledger)
     ledger.update_experiment(ids["experiment"], status="met", stop_reason="tiny_sentiment>=0.6 met by run 2",
                              budget_json='{"usd": 20, "hours": 10}')
-    report = build_report(ledger, ids["experiment"], llm_usd=1.5)
+    report = build_report(ledger, ids["experiment"], llm_usd=1.5, user="local")
 
     assert report.startswith(f"# ml-intern report: experiment {ids['experiment']}")
     assert "**Goal:** improve tiny on tiny_sentiment" in report
@@ -59,24 +59,25 @@ def test_report_judges_the_targets_task_in_its_direction(ledger, build_experimen
     ids = build_experiment(ledger)
     ledger.update_experiment(ids["experiment"], target="loss<=1.2")
     for value in (1.4, 1.1, 1.3):
-        ledger.record_eval("/ckpt/2", "loss", "loss", value, experiment_id=ids["experiment"], run_id=ids["child"])
+        ledger.record_eval("/ckpt/2", "loss", "loss", value, experiment_id=ids["experiment"], run_id=ids["child"],
+                           user="local")
     ledger.record_eval("/ckpt/2", "loss", "loss", 0.2, experiment_id=ids["experiment"], run_id=ids["child"],
-                       details={"max_samples": 5})
-    [row] = best_evals(ledger.experiment_tree(ids["experiment"]))
+                       details={"max_samples": 5}, user="local")
+    [row] = best_evals(ledger.experiment_tree(ids["experiment"], user="local"))
     assert (row["task"], row["value"]) == ("loss", 1.1)
-    report = build_report(ledger, ids["experiment"])
+    report = build_report(ledger, ids["experiment"], user="local")
     assert f"**Target:** loss<=1.2 — met by run {ids['child']} (1.100)" in report
     assert f"| best: run {ids['child']} | loss | loss | 1.100 |" in report
     assert f"| best: run {ids['child']} | tiny_sentiment" not in report
 
 
 def test_report_without_trained_evals(ledger):
-    exp = ledger.create_experiment("look only")
-    report = build_report(ledger, exp)
+    exp = ledger.create_experiment("look only", user="local")
+    report = build_report(ledger, exp, user="local")
     assert "No trained checkpoint was evaluated in full." in report and "No training run was written." in report
     assert "Reproduce" not in report
     with pytest.raises(ValueError, match="no experiment 99"):
-        build_report(ledger, 99)
+        build_report(ledger, 99, user="local")
 
 
 def test_compare_says_when_a_gain_is_within_noise():
@@ -88,7 +89,7 @@ def test_compare_says_when_a_gain_is_within_noise():
 
 def test_push_best_model_uploads_checkpoint_and_model_card(ledger, settings, hub, checkpoint, build_experiment):
     ids = build_experiment(ledger, checkpoint=str(checkpoint))
-    pushed = push_best_model(ledger, ids["experiment"], hub_settings(hub, settings, token=GRANTED_TOKEN))
+    pushed = push_best_model(ledger, ids["experiment"], hub_settings(hub, settings, token=GRANTED_TOKEN), user="local")
 
     repo_id = f"fixture-user/ml-intern-experiment-{ids['experiment']}"
     assert pushed["repo_id"] == repo_id and pushed["run_id"] == ids["child"]
@@ -108,9 +109,9 @@ def test_push_best_model_uploads_checkpoint_and_model_card(ledger, settings, hub
 def test_push_refuses_what_it_cannot_upload(ledger, settings, hub, build_experiment):
     ids = build_experiment(ledger, checkpoint="outputs/run-2")  # an HF Jobs path: not on this machine
     with pytest.raises(ValueError, match="not a local model folder"):
-        push_best_model(ledger, ids["experiment"], hub_settings(hub, settings, token=GRANTED_TOKEN))
+        push_best_model(ledger, ids["experiment"], hub_settings(hub, settings, token=GRANTED_TOKEN), user="local")
     with pytest.raises(ValueError, match="no fully evaluated trained checkpoint"):
-        push_best_model(ledger, ledger.create_experiment("empty"), settings)
+        push_best_model(ledger, ledger.create_experiment("empty", user="local"), settings, user="local")
 
 
 def test_end_of_run_settles_pushes_and_saves_the_report(ledger, settings, hub, checkpoint, build_experiment):
@@ -123,7 +124,7 @@ def test_end_of_run_settles_pushes_and_saves_the_report(ledger, settings, hub, c
 
     report = end_of_run(session, repo_id="fixture-user/tiny-sentiment-sft")
 
-    experiment = ledger.get_experiment(session.ctx.experiment_id)
+    experiment = ledger.get_experiment(session.ctx.experiment_id, user="local")
     assert experiment["status"] == "met" and experiment["report"] == report
     assert "The best checkpoint (run 2) is on the Hub" in report and "tiny-sentiment-sft" in report
     assert GRANTED_TOKEN not in report

@@ -65,7 +65,7 @@ def test_each_step_calls_the_next_tool_and_nothing_fails(flow):
     assert [e.step for e in events if e.kind == "code"] == list(range(1, len(TOOL_ORDER) + 1))
     assert sorted(results_by_step(events)) == list(range(1, len(TOOL_ORDER)))
     assert events[0].kind == "user" and events[-1].kind == "final_answer"
-    stored = session.ledger.session_events(session.id)
+    stored = session.ledger.session_events(session.id, user="local")
     assert [row["kind"] for row in stored] == [e.kind for e in events]
 
 
@@ -128,9 +128,9 @@ def test_the_converted_dataset_is_recorded_in_the_ledger(flow):
     session, events = flow
     ledger = session.ledger
 
-    [experiment] = ledger.list_experiments()
+    [experiment] = ledger.list_experiments(user="local")
     assert experiment["goal"] == GOAL and experiment["session_id"] == session.id
-    tree = ledger.experiment_tree(experiment["id"])
+    tree = ledger.experiment_tree(experiment["id"], user="local")
     [dataset] = tree["datasets"]
     assert dataset["experiment_id"] == experiment["id"]
     assert (dataset["source"], dataset["format"], dataset["rows"], dataset["hub_id"]) == (

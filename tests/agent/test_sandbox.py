@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.builder import workspace_of
 from agent.config import AgentConfig
 from agent.models import ScriptedModel
 from agent.session import Session
@@ -295,7 +294,7 @@ def test_code_actions_run_in_the_sessions_workspace_and_tool_errors_read_as_befo
     events = list(session.run("go"))
     session._agent.python_executor.cleanup()
     results = {e.step: e.text for e in events if e.kind == "tool_result"}
-    assert str(workspace_of(session.ctx).resolve()) in results[1]
+    assert str(session.ctx.workspace.resolve()) in results[1]
     assert "caught there is no run 987654" in results[2]  # a ToolError is still a ValueError in the code
     assert "due to: ToolError: there is no run 987654" in errors_by_step(events)[3]
     assert session.final_answer == str({"runs": (1, 2), "ok": True})

@@ -26,7 +26,7 @@ def test_turn_yields_typed_events_in_order_and_persists_them(tmp_path, settings,
     assert kinds.index("thought") < kinds.index("code") < kinds.index("tool_result")
     assert events[-1].kind == "final_answer" and events[-1].text == "answer 42"
     assert "42" in next(e.text for e in events if e.kind == "tool_result")
-    stored = [row["kind"] for row in ledger.session_events(session.id)]
+    stored = [row["kind"] for row in ledger.session_events(session.id, user="local")]
     assert stored == [k for k in kinds if k != "delta"]
 
 
@@ -67,7 +67,7 @@ def test_secrets_never_reach_events_or_ledger(tmp_path, settings, ledger):
     session = Session(config, ledger=ledger)
     events = list(session.run(f"leak {canary}"))
     assert all(canary not in e.text and canary not in str(e.data) for e in events)
-    assert canary not in str(ledger.session_events(session.id))
+    assert canary not in str(ledger.session_events(session.id, user="local"))
     for stored_file in ledger.path.parent.glob("ledger.sqlite*"):
         assert canary.encode() not in stored_file.read_bytes()
 

@@ -43,35 +43,36 @@ def guard_ctx(settings, ledger):
 def test_final_answer_check_rejects_early_and_accepts_met_or_explained(guard_ctx, ledger):
     guard = RunGuard(guard_ctx, parse_targets("t>=0.6"), Budget(usd=20))
     experiment = guard.start()
-    assert ledger.get_experiment(experiment)["target"] == "t>=0.6"
-    run = ledger.create_run("sft", "m", "d", experiment_id=experiment)
-    ledger.record_eval("m", "t", "acc", 0.5, is_baseline=True, experiment_id=experiment)
-    ledger.record_eval("ck", "t", "acc", 0.55, experiment_id=experiment, run_id=run)
+    assert ledger.get_experiment(experiment, user="local")["target"] == "t>=0.6"
+    run = ledger.create_run("sft", "m", "d", experiment_id=experiment, user="local")
+    ledger.record_eval("m", "t", "acc", 0.5, is_baseline=True, experiment_id=experiment, user="local")
+    ledger.record_eval("ck", "t", "acc", 0.55, experiment_id=experiment, run_id=run, user="local")
     ledger.record_eval("ck", "t", "acc", 0.9, experiment_id=experiment, run_id=run,
-                       details={"max_samples": 5})  # a smoke check does not count
+                       details={"max_samples": 5}, user="local")  # a smoke check does not count
 
     with pytest.raises(ValueError, match=r"not met yet: t>=0.6 \(best so far 0.55 \(run 1\)\).*target unreachable"):
         guard.target_is_met_or_unreachable("Done: the model is better now.")
     assert guard.target_is_met_or_unreachable(UNREACHABLE_ANSWER)
-    ledger.record_eval("ck", "t", "acc", 0.61, experiment_id=experiment, run_id=run)
+    ledger.record_eval("ck", "t", "acc", 0.61, experiment_id=experiment, run_id=run, user="local")
     assert guard.target_is_met_or_unreachable("Done.")
     assert guard.settle("Done.") == "met"
-    assert ledger.get_experiment(experiment)["stop_reason"] == "t>=0.6 met by run 1 (0.610)"
+    assert ledger.get_experiment(experiment, user="local")["stop_reason"] == "t>=0.6 met by run 1 (0.610)"
 
 
 def test_guard_finds_evals_of_normalised_and_lower_is_better_targets(guard_ctx, ledger):
     guard = RunGuard(guard_ctx, parse_targets("GSM-8K>=0.6, loss<=1.2"), Budget())
     experiment = guard.start()
-    assert (ledger.get_experiment(experiment)["target"], ledger.get_experiment(experiment)["task"]) == (
-        "gsm8k>=0.6, loss<=1.2", "gsm8k")
-    run = ledger.create_run("sft", "m", "d", experiment_id=experiment)
-    ledger.record_eval("ck", "gsm8k", "extractive_match", 0.65, experiment_id=experiment, run_id=run)
-    ledger.record_eval("ck", "loss", "loss", 1.5, experiment_id=experiment, run_id=run)
+    recorded = ledger.get_experiment(experiment, user="local")
+    assert (recorded["target"], recorded["task"]) == ("gsm8k>=0.6, loss<=1.2", "gsm8k")
+    run = ledger.create_run("sft", "m", "d", experiment_id=experiment, user="local")
+    ledger.record_eval("ck", "gsm8k", "extractive_match", 0.65, experiment_id=experiment, run_id=run, user="local")
+    ledger.record_eval("ck", "loss", "loss", 1.5, experiment_id=experiment, run_id=run, user="local")
     assert not guard.all_met()
-    ledger.record_eval("ck", "loss", "loss", 0.1, experiment_id=experiment, run_id=run, details={"max_samples": 5})
+    ledger.record_eval("ck", "loss", "loss", 0.1, experiment_id=experiment, run_id=run, details={"max_samples": 5},
+                       user="local")
     assert not guard.all_met()  # a smoke check does not count
-    ledger.record_eval("ck", "loss", "loss", 1.1, experiment_id=experiment, run_id=run)
-    ledger.record_eval("ck", "loss", "loss", 1.9, experiment_id=experiment, run_id=run)
+    ledger.record_eval("ck", "loss", "loss", 1.1, experiment_id=experiment, run_id=run, user="local")
+    ledger.record_eval("ck", "loss", "loss", 1.9, experiment_id=experiment, run_id=run, user="local")
     assert [row["best"]["value"] for row in guard.progress()] == [0.65, 1.1] and guard.all_met()
 
 
@@ -87,7 +88,7 @@ def test_time_budget_and_llm_cost_count(guard_ctx):
     now = [0.0]
     guard = RunGuard(guard_ctx, [], Budget(usd=1, hours=2), llm_cost=lambda: 0.4, clock=lambda: now[0])
     experiment = guard.start()
-    now[0] = guard_ctx.ledger.get_experiment(experiment)["created_at"] + 3600
+    now[0] = guard_ctx.ledger.get_experiment(experiment, user="local")["created_at"] + 3600
     assert guard.over_budget() is None and guard.spent()["usd"] == pytest.approx(0.4)
     now[0] += 3600
     assert guard.over_budget() == "time budget spent: 2.00 h of 2 h"
@@ -105,10 +106,10 @@ def test_budget_guard_stops_the_agent_and_records_why(tmp_path, settings, ledger
     session = Session(config, ledger=ledger, targets=parse_targets("tiny_sentiment>=0.6"), budget=Budget(usd=20))
     experiment = session.ctx.current_experiment()
     # a finished run that already cost more than the budget (as an HF Jobs run records it)
-    ledger.create_run("sft", "m", "d", experiment_id=experiment, status="completed", cost_usd=25.0)
+    ledger.create_run("sft", "m", "d", experiment_id=experiment, status="completed", cost_usd=25.0, user="local")
     sleeper = tmp_path / "sleep.py"
     sleeper.write_text("import time\ntime.sleep(120)\n")
-    running = ledger.create_run("sft", "m", "d", experiment_id=experiment, status="running")
+    running = ledger.create_run("sft", "m", "d", experiment_id=experiment, status="running", user="local")
     job_id = session.ctx.jobs.submit(sleeper, run_id=running)
     ledger.update_run(running, job_id=job_id)
 
@@ -120,9 +121,9 @@ def test_budget_guard_stops_the_agent_and_records_why(tmp_path, settings, ledger
     [stop] = [e for e in events if e.kind == "notice" and "Stopping" in e.text]
     assert "budget spent: $25.00 of $20" in stop.text
     assert session.guard.settle(session.final_answer) == "budget_exhausted"
-    row = ledger.get_experiment(experiment)
+    row = ledger.get_experiment(experiment, user="local")
     assert (row["status"], row["stop_reason"]) == ("budget_exhausted", "budget spent: $25.00 of $20")
-    assert ledger.get_run(running)["status"] == "canceled" and f"canceled jobs {job_id}" in stop.text
+    assert ledger.get_run(running, user="local")["status"] == "canceled" and f"canceled jobs {job_id}" in stop.text
     assert session.ctx.jobs.status(job_id).stage == "canceled"
 
 
@@ -149,15 +150,16 @@ def test_budget_counts_evaluation_jobs_and_cancels_running_ones(guard_ctx, ledge
     guard = RunGuard(guard_ctx, [], Budget(usd=20))
     experiment = guard.start()
     ledger.create_run("lighteval", "me/ckpt", "gsm8k|5", experiment_id=experiment, kind="eval", status="completed",
-                      cost_usd=25.0)
+                      cost_usd=25.0, user="local")
     assert guard.spent()["runs_usd"] == 25.0
     sleeper = tmp_path / "sleep.py"
     sleeper.write_text("import time\ntime.sleep(120)\n")
     job_id = guard_ctx.jobs.submit(sleeper, run_id=None)
     running = ledger.create_run("lighteval", "me/ckpt", "gsm8k|5", experiment_id=experiment, kind="eval",
-                                status="running", job_id=job_id)
+                                status="running", job_id=job_id, user="local")
 
     guard.after_step(None)
 
     assert guard.stop_reason == "budget spent: $25.00 of $20"
-    assert ledger.get_run(running)["status"] == "canceled" and guard_ctx.jobs.status(job_id).stage == "canceled"
+    assert ledger.get_run(running, user="local")["status"] == "canceled"
+    assert guard_ctx.jobs.status(job_id).stage == "canceled"

@@ -71,7 +71,7 @@ def test_sharegpt_from_the_hub_to_messages_and_the_ledger_record(hub, settings, 
     assert out["sample"].startswith("<<<UNTRUSTED DATA from dataset:ml-intern-fixtures/sharegpt-chat")
     assert "Translate" not in out["sample"]  # only the first 2 rows
 
-    record = ledger.get_dataset(out["dataset_id"])
+    record = ledger.get_dataset(out["dataset_id"], user="local")
     assert (record["source"], record["path"], record["format"], record["rows"], record["hub_id"]) == (
         SHAREGPT, str(folder), "messages", 3, None)
     assert record["experiment_id"] == ctx.experiment_id is not None
@@ -131,7 +131,7 @@ def test_gsm8k_style_to_prompt_only_extracts_the_final_answer(hub, settings, led
     assert rows == [{"prompt": GSM8K[0]["question"], "answer": "72"},
                     {"prompt": GSM8K[1]["question"], "answer": "1500"},
                     {"prompt": "What is 2+2?", "answer": "4"}]
-    transform = json.loads(ledger.get_dataset(out["dataset_id"])["transform_json"])
+    transform = json.loads(ledger.get_dataset(out["dataset_id"], user="local")["transform_json"])
     assert transform["answer_extracted_from"] == {"#### N": 2, "\\boxed{}": 1}
 
     out, _ = reformat(hub, settings, ledger, dataset=str(path), target_format="prompt-only",
@@ -206,7 +206,7 @@ def test_max_rows_reads_only_that_many(hub, settings, ledger):
                       column_map={"prompt": "text", "completion": "label"}, max_rows=40)
     assert [(r.query["offset"], r.query["length"]) for r in hub.requests if r.path == "/rows"] == [(["0"], ["40"])]
     assert "Read 40 of 150 rows." in out["notes"]
-    assert json.loads(ledger.get_dataset(out["dataset_id"])["transform_json"])["max_rows"] == 40
+    assert json.loads(ledger.get_dataset(out["dataset_id"], user="local")["transform_json"])["max_rows"] == 40
 
 
 def test_push_to_hub_creates_a_private_repo_with_a_card_and_sends_the_token_only_as_a_header(
@@ -215,7 +215,7 @@ def test_push_to_hub_creates_a_private_repo_with_a_card_and_sends_the_token_only
     out, _ = reformat(hub, settings, ledger, token=GRANTED_TOKEN, dataset=str(path), target_format="prompt-only",
                       test_size=1, push_to_hub=True, hub_dataset_id="gsm8k-grpo")
     repo_id = f"{FIXTURE_USER}/gsm8k-grpo"
-    assert out["hub_id"] == repo_id and ledger.get_dataset(out["dataset_id"])["hub_id"] == repo_id
+    assert out["hub_id"] == repo_id and ledger.get_dataset(out["dataset_id"], user="local")["hub_id"] == repo_id
     api = [(r.method, r.path) for r in hub.requests]
     assert api == [("GET", "/api/whoami-v2"), ("POST", "/api/repos/create"), ("POST", "/api/validate-yaml"),
                    ("POST", f"/api/datasets/{repo_id}/preupload/main"),
@@ -242,7 +242,7 @@ def test_push_to_hub_creates_a_private_repo_with_a_card_and_sends_the_token_only
         assert GRANTED_TOKEN not in request.path + json.dumps(request.query)
         assert {k for k, v in request.headers.items() if GRANTED_TOKEN in v} <= {"authorization"}
         assert request.headers.get("authorization") in (f"Bearer {GRANTED_TOKEN}", None)
-    assert GRANTED_TOKEN not in json.dumps(ledger.get_dataset(out["dataset_id"])) + json.dumps(out)
+    assert GRANTED_TOKEN not in json.dumps(ledger.get_dataset(out["dataset_id"], user="local")) + json.dumps(out)
 
 
 def test_push_card_names_a_hub_source(hub, settings, ledger):
@@ -263,7 +263,8 @@ def test_push_to_an_existing_repo_keeps_the_local_copy(hub, settings, ledger):
                                         r"The Hub dataset fixture-user/taken already exists"):
         reformat(hub, settings, ledger, token=GRANTED_TOKEN, dataset=SHAREGPT, target_format="messages",
                  push_to_hub=True, hub_dataset_id="taken")
-    assert ledger.get_dataset(2)["hub_id"] is None and ledger.get_dataset(2)["path"].endswith("taken-2")
+    second = ledger.get_dataset(2, user="local")
+    assert second["hub_id"] is None and second["path"].endswith("taken-2")
 
 
 def test_push_without_a_token_is_refused_before_any_work(hub, settings, ledger):
@@ -291,7 +292,7 @@ def test_bad_input_names_the_problem(hub, settings, ledger, tmp_path):
         reformat(hub, settings, ledger, dataset=PREFERENCE, target_format="messages")
     with pytest.raises(ToolError, match="test_size=5 leaves no train or no test rows out of 1"):
         reformat(hub, settings, ledger, dataset=qa, target_format="messages", test_size=5)
-    assert ledger.get_dataset(1) is None
+    assert ledger.get_dataset(1, user="local") is None
 
 
 def test_sharegpt_rows_with_unknown_speakers_are_dropped_and_named(hub, settings, ledger, tmp_path):

@@ -174,7 +174,7 @@ def test_examples_copied_from_the_eval_set_are_dropped(tool, ledger):
                                for i in range(3, 7)]
     assert saved_rows(out) == CLEAN
     assert "4 examples overlapped the eval set 'test' split" in out["notes"][0]
-    transform = json.loads(ledger.get_dataset(out["dataset_id"])["transform_json"])
+    transform = json.loads(ledger.get_dataset(out["dataset_id"], user="local")["transform_json"])
     assert transform["contamination"]["examples_dropped"] == 4 and transform["contamination"]["split"] == "test"
     assert transform["contamination"]["eval_texts"] == 2 * len(evals)  # review and label of every row
 
@@ -184,7 +184,7 @@ def test_saved_and_recorded_in_the_ledger(tool, ledger, settings):
     folder = settings.data_dir / "datasets" / "sentiment-edge-cases"
     assert out["path"] == str(folder) and out["hub_id"] is None and out["format"] == "messages"
     assert saved_rows(out) == CLEAN  # the edge_case metadata is kept
-    record = ledger.get_dataset(out["dataset_id"])
+    record = ledger.get_dataset(out["dataset_id"], user="local")
     assert (record["source"], record["path"], record["format"], record["rows"]) == ("synthetic", str(folder),
                                                                                      "messages", 3)
     assert record["experiment_id"] == tool.ctx.experiment_id is not None and record["hub_id"] is None
@@ -203,7 +203,7 @@ def test_refuses_below_min_examples_and_saves_nothing(tool, ledger, settings):
     with pytest.raises(ToolError, match="Only 0 of 1"):
         tool(spec=SPEC, examples=[{"prompt": "x"}])
     assert not (settings.data_dir / "datasets").exists()
-    assert ledger.find_dataset_by_path(str(settings.data_dir / "datasets" / "synthetic-messages")) is None
+    assert ledger.find_dataset_by_path(str(settings.data_dir / "datasets" / "synthetic-messages"), user="local") is None
 
 
 def test_bad_arguments(tool):
@@ -225,7 +225,7 @@ def test_push_creates_a_private_dataset_with_a_card(hub, settings, ledger):
     out = GenerateSyntheticDataTool(ctx)(spec=spec, examples=CLEAN + [CLEAN[1]], push_to_hub=True,
                                          hub_dataset_id="sentiment-synth", eval_dataset=str(EVAL.parent))
     repo_id = f"{FIXTURE_USER}/sentiment-synth"
-    assert out["hub_id"] == repo_id and ledger.get_dataset(out["dataset_id"])["hub_id"] == repo_id
+    assert out["hub_id"] == repo_id and ledger.get_dataset(out["dataset_id"], user="local")["hub_id"] == repo_id
     repo = hub.state["repos"][repo_id]
     assert repo["type"] == "dataset" and repo["private"] is True
     assert sorted(repo["files"]) == ["README.md", "data/train.jsonl"]

@@ -70,9 +70,9 @@ def test_baseline_then_checkpoint_records_both_with_comparison_and_contamination
     assert base["command"].startswith("python -m evals.runner --model ")
 
     exp_id = tool.ctx.experiment_id
-    experiment = ledger.get_experiment(exp_id)
+    experiment = ledger.get_experiment(exp_id, user="local")
     assert experiment["task"] == "tiny_sentiment" and experiment["base_model"] == base["model"]
-    run_id = ledger.create_run("sft", str(tiny_model_dir), str(TRAIN_FILE), experiment_id=exp_id)
+    run_id = ledger.create_run("sft", str(tiny_model_dir), str(TRAIN_FILE), experiment_id=exp_id, user="local")
     checkpoint = build_tiny_model(tmp_path / "checkpoint", seed=3)
 
     after = tool(model=str(checkpoint), task="tiny_sentiment", run_id=run_id)
@@ -84,7 +84,7 @@ def test_baseline_then_checkpoint_records_both_with_comparison_and_contamination
     assert comparison["within_noise"] == (comparison["ci95"][0] <= 0 <= comparison["ci95"][1])
     assert after["note"].startswith("vs baseline: acc ")
 
-    rows = ledger.evals_for(exp_id)
+    rows = ledger.evals_for(exp_id, user="local")
     assert [r["id"] for r in rows] == [base["eval_id"], after["eval_id"]]
     assert [r["is_baseline"] for r in rows] == [1, 0] and rows[1]["run_id"] == run_id
     assert rows[1]["checkpoint"] == str(Path(checkpoint).resolve()) and rows[1]["n_samples"] == 120
@@ -104,7 +104,7 @@ def test_baseline_then_checkpoint_records_both_with_comparison_and_contamination
 
 def test_a_trained_score_needs_a_baseline_of_the_starting_model_first(tool, ledger, tiny_model_dir, tmp_path):
     run_id = ledger.create_run("sft", str(tiny_model_dir), str(TRAIN_FILE),
-                               experiment_id=tool.ctx.current_experiment())
+                               experiment_id=tool.ctx.current_experiment(), user="local")
     with pytest.raises(ToolError, match=r"no baseline of the starting model .* on tiny_sentiment \(tiny_sentiment\|0\)"
                                         r".*run the baseline first"):
         tool(model=str(tiny_model_dir), task="tiny_sentiment", run_id=run_id)
@@ -115,10 +115,10 @@ def test_a_trained_score_needs_a_baseline_of_the_starting_model_first(tool, ledg
     tool(model=str(tiny_model_dir), task="tiny_sentiment_gen", is_baseline=True, max_samples=4)
     with pytest.raises(ToolError, match="no baseline .* on tiny_sentiment "):  # a baseline on another task
         tool(model=str(tiny_model_dir), task="tiny_sentiment", run_id=run_id, max_samples=4)
-    assert all(e["is_baseline"] for e in ledger.list_evals())
+    assert all(e["is_baseline"] for e in ledger.list_evals(user="local"))
     tool(model=str(tiny_model_dir), task="tiny_sentiment", is_baseline=True, max_samples=4)
     after = tool(model=str(tiny_model_dir), task="tiny_sentiment", run_id=run_id, max_samples=4)
-    assert after["baseline"] == ledger.list_evals()[-2]["value"] and after["delta"] == 0
+    assert after["baseline"] == ledger.list_evals(user="local")[-2]["value"] and after["delta"] == 0
 
 
 def test_subset_evaluation_is_flagged_as_not_comparable(tool, tiny_model_dir):
@@ -129,12 +129,15 @@ def test_subset_evaluation_is_flagged_as_not_comparable(tool, tiny_model_dir):
 
 
 @pytest.mark.parametrize("model, message", [
-    ("/no/such/checkpoint", "does not exist"),
+    ("MISSING", "does not exist"),
+    ("/no/such/checkpoint", "which tools may not read: files may go only in the session workspace"),
     ("EMPTY", "has no config.json"),
     ("ADAPTER", "LoRA adapter"),
 ])
 def test_bad_model_paths(tool, tmp_path, model, message):
-    if model == "EMPTY":
+    if model == "MISSING":
+        model = str(tmp_path / "no-such-checkpoint")
+    elif model == "EMPTY":
         model = str(tmp_path)
     elif model == "ADAPTER":
         (tmp_path / "adapter_config.json").write_text("{}")
@@ -154,7 +157,7 @@ def test_unknown_task_run_or_sample_count(tool, tiny_model_dir, ledger):
         with pytest.raises(ToolError, match=r"needs a task: pass task= an offline fixture \(tiny_sentiment.*gsm8k.*"
                                             r"'custom:"):
             tool(model=str(tiny_model_dir), task=task)
-    assert ledger.list_evals() == []
+    assert ledger.list_evals(user="local") == []
 
 
 def test_benchmarks_resolve_offline_but_say_they_cannot_run(tool, tiny_model_dir, ledger, monkeypatch):
@@ -164,7 +167,7 @@ def test_benchmarks_resolve_offline_but_say_they_cannot_run(tool, tiny_model_dir
         tool(model=str(tiny_model_dir), task="GSM-8K", is_baseline=True)
     with pytest.raises(ToolError, match="the model someone/model is downloaded from the Hugging Face Hub"):
         tool(model="someone/model", task="tiny_sentiment", is_baseline=True)
-    assert ledger.list_evals() == []
+    assert ledger.list_evals(user="local") == []
 
 
 def test_failed_evaluation_shows_the_end_of_its_output(tool, tiny_model_dir, tmp_path, ledger):
@@ -176,14 +179,14 @@ def test_failed_evaluation_shows_the_end_of_its_output(tool, tiny_model_dir, tmp
     text = str(err.value)
     assert "failed (exit code 1)" in text and "Last lines of its output" in text
     assert "Error" in text and len(text.splitlines()) <= 25
-    assert ledger.list_evals() == []
+    assert ledger.list_evals(user="local") == []
 
 
 def test_evaluation_as_a_local_job(tool, collect, ledger, tiny_model_dir, events):
     job = tool(model=str(tiny_model_dir), task="tiny_sentiment_gen", is_baseline=True, as_job=True)
     assert job["job_id"].startswith("local-") and job["backend"] == "local" and job["stage"] in ("running", "completed")
-    assert "collect_evaluation(job_id=" in job["message"] and ledger.list_evals() == []
-    run = ledger.run_by_job(job["job_id"])  # the job is a ledger run of its own kind
+    assert "collect_evaluation(job_id=" in job["message"] and ledger.list_evals(user="local") == []
+    run = ledger.run_by_job(job["job_id"], user="local")  # the job is a ledger run of its own kind
     assert (run["id"], run["kind"], run["status"], run["backend"], run["hardware"]) == (
         job["eval_run_id"], "eval", "running", "local", "local")
     assert (run["model"], run["dataset"], run["parent_run_id"]) == (str(tiny_model_dir.resolve()),
@@ -199,56 +202,76 @@ def test_evaluation_as_a_local_job(tool, collect, ledger, tiny_model_dir, events
     assert done["stage"] == "completed" and done["run_id"] == job["eval_run_id"]
     assert done["next"] == f"collect_evaluation(job_id={job['job_id']!r})" and done["next"] in done["message"]
     assert done["latest_metrics"] == {} and done["progress"]["step"] == 0  # no training metrics parsed
-    assert ledger.metric_series(job["eval_run_id"]) == {}
+    assert ledger.metric_series(job["eval_run_id"], user="local") == {}
     logs = JobLogsTool(tool.ctx)(job_id=job["job_id"])
     assert logs["run_id"] == job["eval_run_id"] and "EVAL_RESULT" in logs["log"]
 
     base = collect(job_id=job["job_id"], max_minutes=5)
     assert base["is_baseline"] is True and base["n_samples"] == 60 and base["metric"] == "em"
-    [row] = ledger.list_evals()
+    [row] = ledger.list_evals(user="local")
     assert row["run_id"] is None  # a baseline scores no training run
     details = json.loads(row["details_json"])
     assert details["job"]["job_id"] == job["job_id"] and details["job"]["stage"] == "completed"
     assert details["job"]["eval_run_id"] == job["eval_run_id"]
     assert len(details["job"]["script_sha256"]) == 64 and Path(details["details_path"]).is_file()
-    assert collect(job_id=job["job_id"])["already_collected"] is True and len(ledger.list_evals()) == 1
-    assert ledger.get_run(job["eval_run_id"])["status"] == "completed"
+    assert collect(job_id=job["job_id"])["already_collected"] is True and len(ledger.list_evals(user="local")) == 1
+    assert ledger.get_run(job["eval_run_id"], user="local")["status"] == "completed"
     after = JobStatusTool(tool.ctx)(job_id=job["job_id"])
     assert "next" not in after and "recorded" in after["message"]
 
-    run_id = ledger.create_run("sft", str(tiny_model_dir), str(TRAIN_FILE), experiment_id=tool.ctx.experiment_id)
+    run_id = ledger.create_run("sft", str(tiny_model_dir), str(TRAIN_FILE), experiment_id=tool.ctx.experiment_id,
+                               user="local")
     with pytest.raises(ToolError, match=f"run {job['eval_run_id']} is an evaluation job"):
         tool(model=str(tiny_model_dir), task="tiny_sentiment_gen", run_id=job["eval_run_id"], as_job=True)
     second = tool(model=str(tiny_model_dir), task="tiny_sentiment_gen", run_id=run_id, as_job=True)
-    assert ledger.get_run(second["eval_run_id"])["parent_run_id"] == run_id
+    assert ledger.get_run(second["eval_run_id"], user="local")["parent_run_id"] == run_id
     trained = collect(job_id=second["job_id"], max_minutes=5)
     assert trained["comparison"]["method"] == "paired_bootstrap" and trained["comparison"]["within_noise"] is True
     assert trained["contaminated"] is False and trained["delta"] == 0
-    assert ledger.list_evals()[-1]["run_id"] == run_id  # the score attaches to the training run
-    eval_run = ledger.get_run(second["eval_run_id"])
+    assert ledger.list_evals(user="local")[-1]["run_id"] == run_id  # the score attaches to the training run
+    eval_run = ledger.get_run(second["eval_run_id"], user="local")
     assert (eval_run["status"], eval_run["error"]) == ("completed", None) and eval_run["finished_at"]
 
-    tree = ledger.experiment_tree(tool.ctx.experiment_id)
+    tree = ledger.experiment_tree(tool.ctx.experiment_id, user="local")
     [root] = tree["runs"]  # the training run; the evaluation runs hang off it or stand alone
     assert root["id"] == run_id and [r["id"] for r in root["eval_runs"]] == [second["eval_run_id"]]
     assert [r["id"] for r in tree["eval_runs"]] == [job["eval_run_id"], second["eval_run_id"]]
-    assert ledger.experiments_table()[0]["runs"] == 1
+    assert ledger.experiments_table(user="local")[0]["runs"] == 1
     assert not (tool.ctx.settings.data_dir / "evals" / "jobs").exists()  # no sidecar files
     with pytest.raises(ToolError, match="not an evaluation job"):
         collect(job_id="local-000000000000")
+    ledger.create_run("sft", "m", "d", job_id="local-train", user="local")
     with pytest.raises(ToolError, match="not an evaluation job"):
-        collect(job_id=ledger.get_run(ledger.create_run("sft", "m", "d", job_id="local-train"))["job_id"])
+        collect(job_id="local-train")
 
 
 def test_cancel_job_stops_an_evaluation_job(tool, collect, ledger, tiny_model_dir):
     job = tool(model=str(tiny_model_dir), task="tiny_sentiment", is_baseline=True, as_job=True)
     canceled = CancelJobTool(tool.ctx)(job_id=job["job_id"])
     assert (canceled["stage"], canceled["run_id"]) == ("canceled", job["eval_run_id"])
-    run = ledger.get_run(job["eval_run_id"])
+    run = ledger.get_run(job["eval_run_id"], user="local")
     assert run["status"] == "canceled" and run["finished_at"]
     with pytest.raises(ToolError, match="ended with stage canceled"):
         collect(job_id=job["job_id"], max_minutes=0)
-    assert ledger.get_run(job["eval_run_id"])["status"] == "canceled" and ledger.list_evals() == []
+    assert ledger.get_run(job["eval_run_id"], user="local")["status"] == "canceled"
+    assert ledger.list_evals(user="local") == []
+
+
+def test_another_users_evaluation_job_and_run_are_unknown(tool, collect, ledger, tiny_model_dir):
+    job = tool(model=str(tiny_model_dir), task="tiny_sentiment", is_baseline=True, as_job=True)
+    trained = ledger.create_run("sft", str(tiny_model_dir), str(TRAIN_FILE), experiment_id=tool.ctx.experiment_id,
+                                user="local")
+    bob = ToolContext(settings=tool.ctx.settings, ledger=ledger, jobs=tool.ctx.jobs, user="bob")
+    with pytest.raises(ToolError) as theirs:
+        CollectEvaluationTool(bob)(job_id=job["job_id"], max_minutes=0)
+    with pytest.raises(ToolError) as unknown:
+        CollectEvaluationTool(bob)(job_id="local-000000000000", max_minutes=0)
+    assert str(theirs.value).replace(job["job_id"], "<id>") == str(unknown.value).replace("local-000000000000", "<id>")
+    with pytest.raises(ToolError, match=f"there is no run {trained} in the ledger"):
+        RunEvaluationTool(bob)(model=str(tiny_model_dir), task="tiny_sentiment", run_id=trained)
+    assert ledger.list_experiments(user="bob") == [] and ledger.list_evals(user="bob") == []
+    assert ledger.get_run(job["eval_run_id"], user="local")["status"] == "running"
+    assert CancelJobTool(tool.ctx)(job_id=job["job_id"])["stage"] == "canceled"
 
 
 def _runner_log(model_dir: Path, out: Path, hub_id: str) -> list[str]:
@@ -263,10 +286,11 @@ def _runner_log(model_dir: Path, out: Path, hub_id: str) -> list[str]:
     return ["Installed 80 packages in 2.1s", lines[0], "EVAL_RESULT " + json.dumps(result)]
 
 
-def test_evaluation_as_an_hf_job_on_a_gpu_flavor(tmp_path, data_dir, ledger, tiny_model_dir):
+def test_evaluation_as_an_hf_job_on_a_gpu_flavor(tmp_path, data_dir, ledger, tiny_model_dir, read_dirs):
     server = serve_jobs_api(token=CANARY)
     try:
-        settings = Settings(data_dir=data_dir, hf_endpoint=server.url, hf_token=CANARY, compute_backend="hf-jobs")
+        settings = Settings(data_dir=data_dir, hf_endpoint=server.url, hf_token=CANARY, compute_backend="hf-jobs",
+                            extra_read_dirs=read_dirs)
         ctx = ToolContext(settings=settings, ledger=ledger, jobs=HfJobsBackend(settings, sleep=lambda s: None))
         tool, collect = RunEvaluationTool(ctx), CollectEvaluationTool(ctx)
         collect.poll_interval_s = 0.01
@@ -286,19 +310,20 @@ def test_evaluation_as_an_hf_job_on_a_gpu_flavor(tmp_path, data_dir, ledger, tin
 
         base = collect(job_id=job["job_id"], max_minutes=1)
         assert base["model"] == "me/tiny-base" and base["n_samples"] == 16
-        details = json.loads(ledger.list_evals()[0]["details_json"])
+        details = json.loads(ledger.list_evals(user="local")[0]["details_json"])
         assert details["job_details_path"].startswith("/tmp/ml-intern-eval/")
         assert len(Path(details["details_path"]).read_text().splitlines()) == 16  # rebuilt from EVAL_SAMPLES
-        assert ledger.get_experiment(ctx.experiment_id)["base_model"] == "me/tiny-base"
-        eval_run = ledger.get_run(job["eval_run_id"])  # priced like a training job: 120 s on a10g-small
+        assert ledger.get_experiment(ctx.experiment_id, user="local")["base_model"] == "me/tiny-base"
+        eval_run = ledger.get_run(job["eval_run_id"], user="local")  # priced like a training job: 120 s on a10g-small
         assert (eval_run["kind"], eval_run["backend"], eval_run["hardware"], eval_run["status"]) == (
             "eval", "hf-jobs", "a10g-small", "completed")
         assert eval_run["cost_usd"] == pytest.approx(2 * 0.016667, rel=1e-3)
-        assert ledger.experiment_cost(ctx.experiment_id) == eval_run["cost_usd"]
+        assert ledger.experiment_cost(ctx.experiment_id, user="local") == eval_run["cost_usd"]
 
         server.state["plan"] = {**server.state["plan"], "logs": _runner_log(tiny_model_dir, tmp_path / "r2",
                                                                             "me/tiny-sft")}
-        run_id = ledger.create_run("sft", "me/tiny-base", str(TRAIN_FILE), experiment_id=ctx.experiment_id)
+        run_id = ledger.create_run("sft", "me/tiny-base", str(TRAIN_FILE), experiment_id=ctx.experiment_id,
+                                   user="local")
         job = tool(model="me/tiny-sft", task="tiny_sentiment", run_id=run_id, as_job=True, flavor="cpu-upgrade")
         created = server.state["jobs"][job["job_id"]]
         assert "vllm" not in base64.b64decode(created["spec"]["environment"]["ML_INTERN_SCRIPT_B64"]).decode()

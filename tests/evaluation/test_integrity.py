@@ -69,16 +69,16 @@ def test_runner_and_tool_refuse_tampered_data_before_evaluating(copy, tmp_path, 
     tool = RunEvaluationTool(ToolContext(settings=settings, ledger=ledger, jobs=None))
     with pytest.raises(ToolError, match="tiny_sentiment/test.jsonl was modified"):
         tool(model=str(tiny_model_dir), task="tiny_sentiment", is_baseline=True)
-    assert ledger.list_evals() == []
+    assert ledger.list_evals(user="local") == []
 
 
-def test_nothing_under_evals_is_writable_through_the_tools(tiny_model_dir, ledger):
+def test_nothing_under_evals_is_writable_through_the_tools(tiny_model_dir, ledger, read_dirs):
     assert integrity.is_protected(integrity.DATA_DIR / "tiny_sentiment" / "test.jsonl")
     assert integrity.is_protected(integrity.EVALS_DIR / "runner.py")
     assert not integrity.is_protected(integrity.EVALS_DIR.parent / "tools" / "evaluation.py")
     with pytest.raises(ValueError, match="nothing may be written there"):
         integrity.refuse_protected(integrity.DATA_DIR / "new_task", "output_dir")
-    inside = Settings(data_dir=integrity.DATA_DIR / "scratch", compute_backend="local")
+    inside = Settings(data_dir=integrity.DATA_DIR / "scratch", compute_backend="local", extra_read_dirs=read_dirs)
     tool = RunEvaluationTool(ToolContext(settings=inside, ledger=ledger, jobs=None))
     with pytest.raises(ToolError, match="holds the evaluation code and held-out data"):
         tool(model=str(tiny_model_dir), task="tiny_sentiment", is_baseline=True)
@@ -98,18 +98,18 @@ def test_contamination_of_a_run_and_of_its_ancestors(tmp_path, settings, ledger)
     dirty = write_jsonl(tmp_path / "dirty.jsonl", leaked + [{"prompt": "Review: fine.", "completion": " positive"}])
     ref = resolve_task("tiny_sentiment")
 
-    clean_run = ledger.create_run("sft", "base", str(TRAIN_FILE), experiment_id=exp)
+    clean_run = ledger.create_run("sft", "base", str(TRAIN_FILE), experiment_id=exp, user="local")
     clean = check_contamination(ctx, ref, clean_run)
     assert clean["checked"] and clean["contaminated"] is False and clean["contaminated_items"] == 0
     assert clean["train_rows_read"] == 600 and clean["eval_items"] == 120
 
-    dirty_run = ledger.create_run("sft", "base", dirty, experiment_id=exp)
+    dirty_run = ledger.create_run("sft", "base", dirty, experiment_id=exp, user="local")
     report = check_contamination(ctx, ref, dirty_run)
     assert report["contaminated"] is True and report["contaminated_items"] >= 6
     assert set(range(6)) <= set(report["eval_indices"]) and report["train_rows_matching"] == 6
 
-    child = ledger.create_run("sft", "base", str(TRAIN_FILE), experiment_id=exp, parent_run_id=dirty_run)
-    assert [r["id"] for r in training_runs(ledger, child)] == [child, dirty_run]
+    child = ledger.create_run("sft", "base", str(TRAIN_FILE), experiment_id=exp, parent_run_id=dirty_run, user="local")
+    assert [r["id"] for r in training_runs(ledger, child, user="local")] == [child, dirty_run]
     assert check_contamination(ctx, ref, child)["contaminated"] is True
     unknown = check_contamination(ctx, ref, None)
     assert unknown["checked"] is False and unknown["reason"].startswith("no run_id")
@@ -123,8 +123,8 @@ def test_a_contaminated_run_is_flagged_and_a_clean_one_is_not(tmp_path, tiny_mod
     exp = tool.ctx.experiment_id
     eval_copy = write_jsonl(tmp_path / "copied.jsonl", [json.loads(line) for line in
                                                         (EVAL_DIR / "test.jsonl").read_text().splitlines()])
-    dirty_run = ledger.create_run("sft", str(tiny_model_dir), eval_copy, experiment_id=exp)
-    clean_run = ledger.create_run("sft", str(tiny_model_dir), str(TRAIN_FILE), experiment_id=exp)
+    dirty_run = ledger.create_run("sft", str(tiny_model_dir), eval_copy, experiment_id=exp, user="local")
+    clean_run = ledger.create_run("sft", str(tiny_model_dir), str(TRAIN_FILE), experiment_id=exp, user="local")
 
     dirty = tool(model=str(tiny_model_dir), task="tiny_sentiment", run_id=dirty_run, max_samples=8)
     assert dirty["contaminated"] is True and dirty["warning"].startswith("CONTAMINATED: 120 of 120")
@@ -132,7 +132,8 @@ def test_a_contaminated_run_is_flagged_and_a_clean_one_is_not(tmp_path, tiny_mod
     clean = tool(model=str(tiny_model_dir), task="tiny_sentiment", run_id=clean_run, max_samples=8)
     assert clean["contaminated"] is False and "warning" not in clean
 
-    rows = {r["run_id"]: json.loads(r["details_json"]) for r in ledger.evals_for(exp) if not r["is_baseline"]}
+    rows = {r["run_id"]: json.loads(r["details_json"]) for r in ledger.evals_for(exp, user="local")
+            if not r["is_baseline"]}
     assert rows[dirty_run]["contaminated"] is True and rows[dirty_run]["contamination"]["contaminated_items"] == 120
     assert rows[clean_run]["contaminated"] is False and rows[clean_run]["contamination"]["checked"] is True
 
@@ -146,12 +147,13 @@ def test_contamination_reads_hub_datasets_through_the_dataset_viewer(tmp_path, s
                                 {"kind": "generative", "question": "prompt", "answer": "completion"})
         leak = write_jsonl(tmp_path / "leak.jsonl", [{"text": r["prompt"] + r["completion"]}
                                                      for r in viewer_rows("default/test")[:3]])
-        report = check_contamination(ctx, hub_task, ledger.create_run("sft", "base", leak, experiment_id=exp))
+        leaky = ledger.create_run("sft", "base", leak, experiment_id=exp, user="local")
+        report = check_contamination(ctx, hub_task, leaky)
         assert report["contaminated"] is True and report["contaminated_items"] == 3
         assert report["eval_source"]["source"] == "hub" and report["eval_source"]["split"] == "test"
         assert any(r.path == "/rows" for r in server.requests)
 
-        hub_run = ledger.create_run("sft", "base", "ml-intern-fixtures/tiny-sentiment", experiment_id=exp)
+        hub_run = ledger.create_run("sft", "base", "ml-intern-fixtures/tiny-sentiment", experiment_id=exp, user="local")
         report = check_contamination(ctx, resolve_task("tiny_sentiment"), hub_run)
         assert report["checked"] and report["contaminated"] is False
         assert report["train_sources"][0]["source"] == "hub" and report["train_sources"][0]["split"] == "train"

@@ -18,10 +18,10 @@ from tools.lineage import (
 
 def test_experiment_tree_holds_the_whole_lineage(ledger, build_experiment):
     ids = build_experiment(ledger)
-    other = ledger.create_experiment("another")
-    ledger.create_run("sft", "m", "elsewhere", experiment_id=other)
+    other = ledger.create_experiment("another", user="local")
+    ledger.create_run("sft", "m", "elsewhere", experiment_id=other, user="local")
 
-    tree = ledger.experiment_tree(ids["experiment"])
+    tree = ledger.experiment_tree(ids["experiment"], user="local")
 
     assert tree["experiment"]["goal"] == "improve tiny on tiny_sentiment"
     assert [d["id"] for d in tree["datasets"]] == [ids["dataset"]]
@@ -38,22 +38,23 @@ def test_experiment_tree_holds_the_whole_lineage(ledger, build_experiment):
     assert failed["status"] == "failed" and failed["children"] == []
     assert [depth for depth, _ in walk_runs(tree)] == [0, 1, 1]
     assert [n["id"] for n in runs_in_order(tree)] == [ids["first"], ids["child"], ids["failed"]]
-    assert ledger.experiment_tree(999) is None
+    assert ledger.experiment_tree(999, user="local") is None
 
 
 def test_best_eval_skips_smoke_checks_and_follows_the_direction(ledger, build_experiment):
     ids = build_experiment(ledger)
-    assert ledger.best_eval(ids["experiment"], "tiny_sentiment")["value"] == 0.71
-    assert ledger.best_eval(ids["experiment"], "tiny_sentiment", lower_is_better=True)["value"] == 0.5
-    assert ledger.experiment_cost(ids["experiment"]) == 0.25
-    [row] = [r for r in ledger.experiments_table() if r["id"] == ids["experiment"]]
+    assert ledger.best_eval(ids["experiment"], "tiny_sentiment", user="local")["value"] == 0.71
+    assert ledger.best_eval(ids["experiment"], "tiny_sentiment", lower_is_better=True, user="local")["value"] == 0.5
+    assert ledger.experiment_cost(ids["experiment"], user="local") == 0.25
+    [row] = [r for r in ledger.experiments_table(user="local") if r["id"] == ids["experiment"]]
     assert (row["best"], row["target"], row["cost_usd"]) == (0.71, "tiny_sentiment>=0.6", 0.25)
 
 
 def test_best_counts_only_full_evals_of_trained_checkpoints(ledger, build_experiment):
     ids = build_experiment(ledger)
-    ledger.record_eval("/somewhere", "tiny_sentiment", "acc", 0.9, experiment_id=ids["experiment"])  # no run
-    evals = ledger.experiment_tree(ids["experiment"])["evals"]
+    ledger.record_eval("/somewhere", "tiny_sentiment", "acc", 0.9, experiment_id=ids["experiment"],
+                       user="local")  # no run
+    evals = ledger.experiment_tree(ids["experiment"], user="local")["evals"]
     # not the max_samples smoke check (1.0), the eval without a run (0.9) or the baseline
     assert (best(evals, "tiny_sentiment")["value"], best(evals, "tiny_sentiment")["run_id"]) == (0.71, ids["child"])
     assert best(evals, "tiny_sentiment", lower_is_better=True)["run_id"] == ids["first"]
@@ -62,17 +63,19 @@ def test_best_counts_only_full_evals_of_trained_checkpoints(ledger, build_experi
 
 def test_judged_tasks_are_the_targets_tasks_else_the_primary_task(ledger, build_experiment):
     ids = build_experiment(ledger)
-    assert judged_tasks(ledger.experiment_tree(ids["experiment"])) == [("tiny_sentiment", False)]
+    assert judged_tasks(ledger.experiment_tree(ids["experiment"], user="local")) == [("tiny_sentiment", False)]
     ledger.update_experiment(ids["experiment"], target="loss<=1.2, Tiny_Sentiment>0.6")
-    assert judged_tasks(ledger.experiment_tree(ids["experiment"])) == [("loss", True), ("Tiny_Sentiment", False)]
+    tree = ledger.experiment_tree(ids["experiment"], user="local")
+    assert judged_tasks(tree) == [("loss", True), ("Tiny_Sentiment", False)]
     ledger.update_experiment(ids["experiment"], target=None)
-    assert judged_tasks(ledger.experiment_tree(ids["experiment"])) == [("tiny_sentiment", False)]
-    assert judged_tasks(ledger.experiment_tree(ledger.create_experiment("look only"))) == [(None, False)]
+    assert judged_tasks(ledger.experiment_tree(ids["experiment"], user="local")) == [("tiny_sentiment", False)]
+    looking = ledger.create_experiment("look only", user="local")
+    assert judged_tasks(ledger.experiment_tree(looking, user="local")) == [(None, False)]
 
 
 def test_render_tree_shows_parents_changes_and_scores(ledger, build_experiment):
     ids = build_experiment(ledger)
-    text = render_tree(ledger.experiment_tree(ids["experiment"]))
+    text = render_tree(ledger.experiment_tree(ids["experiment"], user="local"))
     lines = text.splitlines()
     assert lines[0] == (f"experiment {ids['experiment']}: improve tiny on tiny_sentiment  [open]  "
                         "target tiny_sentiment>=0.6")
@@ -94,10 +97,11 @@ def test_evaluation_runs_hang_off_the_run_they_scored_and_are_no_iterations(ledg
     exp = ids["experiment"]
     baseline = ledger.create_run("lighteval", "tiny", "tiny_sentiment|0", experiment_id=exp, kind="eval",
                                  status="completed", job_id="hf-8", backend="hf-jobs", started_at=10.0,
-                                 finished_at=50.0, cost_usd=0.01)
+                                 finished_at=50.0, cost_usd=0.01, user="local")
     scored = ledger.create_run("lighteval", "/ckpt/2", "tiny_sentiment|0", experiment_id=exp, kind="eval",
-                               parent_run_id=ids["child"], status="running", job_id="hf-9", backend="hf-jobs")
-    tree = ledger.experiment_tree(exp)
+                               parent_run_id=ids["child"], status="running", job_id="hf-9", backend="hf-jobs",
+                               user="local")
+    tree = ledger.experiment_tree(exp, user="local")
 
     assert [r["id"] for r in tree["eval_runs"]] == [baseline, scored]
     [root] = tree["runs"]
@@ -109,19 +113,20 @@ def test_evaluation_runs_hang_off_the_run_they_scored_and_are_no_iterations(ledg
     assert (f"  eval run {baseline}  tiny_sentiment|0 [completed] · 40 s · $0.01  job hf-8 on hf-jobs  "
             "model tiny") in lines  # a baseline's evaluation job scored no training run
     assert f"{' ' * 9}eval run {scored}  tiny_sentiment|0 [running] · - · -  job hf-9 on hf-jobs" in lines
-    assert ledger.experiment_cost(exp) == pytest.approx(0.26)  # the evaluation job's cost counts
-    [row] = [r for r in ledger.experiments_table() if r["id"] == exp]
+    assert ledger.experiment_cost(exp, user="local") == pytest.approx(0.26)  # the evaluation job's cost counts
+    [row] = [r for r in ledger.experiments_table(user="local") if r["id"] == exp]
     assert row["runs"] == 3  # training runs only
 
 
 def test_score_series_is_in_run_order_without_smoke_checks(ledger, build_experiment):
     ids = build_experiment(ledger)
-    series = score_series(ledger.experiment_tree(ids["experiment"]))
+    series = score_series(ledger.experiment_tree(ids["experiment"], user="local"))
     assert [(p["iteration"], p["run_id"], p["score"]) for p in series] == [(1, ids["first"], 0.5),
                                                                           (2, ids["child"], 0.71)]
     ledger.update_experiment(ids["experiment"], target="loss<=1.2")
-    ledger.record_eval("/ckpt/2", "loss", "loss", 1.1, experiment_id=ids["experiment"], run_id=ids["child"])
-    series = score_series(ledger.experiment_tree(ids["experiment"]))  # the judged task is the target's
+    ledger.record_eval("/ckpt/2", "loss", "loss", 1.1, experiment_id=ids["experiment"], run_id=ids["child"],
+                       user="local")
+    series = score_series(ledger.experiment_tree(ids["experiment"], user="local"))  # the judged task is the target's
     assert [(p["run_id"], p["score"]) for p in series] == [(ids["child"], 1.1)]
 
 

@@ -199,7 +199,7 @@ def test_diagnose_run_tool_reads_ledger_metrics_and_log(settings, ledger):
     ctx = ToolContext(settings=settings, ledger=ledger, jobs=jobs, emit=lambda k, p: events.append((k, p)))
     tool = DiagnoseRunTool(ctx)
     oom = ledger.create_run("sft", "m", "d", config={"per_device_train_batch_size": 4}, job_id="local-000000000001",
-                            status="failed")
+                            status="failed", user="local")
     result = tool(run_id=oom)
     assert result["failure"] == "out_of_memory" and result["run_id"] == oom
     assert result["job_id"] == "local-000000000001" and "(4 -> 2)" in result["next_step"]
@@ -207,14 +207,14 @@ def test_diagnose_run_tool_reads_ledger_metrics_and_log(settings, ledger):
     assert "hf_canary_secret_42" not in json.dumps(result)
     assert events[-1][0] == "diagnosis" and events[-1][1]["failure"] == "out_of_memory"
 
-    flat = ledger.create_run("sft", "m", "d", job_id="local-000000000002", status="completed")
+    flat = ledger.create_run("sft", "m", "d", job_id="local-000000000002", status="completed", user="local")
     ledger.record_metrics(flat, [(s, "loss", 2.5) for s in range(10, 110, 10)])
     assert tool(run_id=flat)["failure"] == "no_learning"
 
-    lost = ledger.create_run("sft", "m", "d", job_id="local-00000000dead", status="failed", error="boom")
+    lost = ledger.create_run("sft", "m", "d", job_id="local-00000000dead", status="failed", error="boom", user="local")
     assert tool(run_id=lost)["failure"] == "unknown"
 
-    never_submitted = ledger.create_run("sft", "m", "d")
+    never_submitted = ledger.create_run("sft", "m", "d", user="local")
     assert tool(run_id=never_submitted)["evidence"] == ["no log lines and no metrics yet"]
     with pytest.raises(ToolError, match="no run 999"):
         tool(run_id=999)

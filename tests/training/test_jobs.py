@@ -41,7 +41,7 @@ def tools(settings, ledger, events):
 
 
 def replace_script(tools, run_id: int, body: str) -> None:
-    with open(tools.ctx.ledger.get_run(run_id)["script_path"], "w") as f:
+    with open(tools.ctx.ledger.get_run(run_id, user="local")["script_path"], "w") as f:
         f.write(body)
 
 
@@ -64,13 +64,13 @@ def test_sft_trains_the_tiny_model_on_the_local_backend(tools, tiny_model_dir, e
     assert "Evaluate it next" in result["message"]
 
     ledger = tools.ctx.ledger
-    saved = ledger.get_run(run["run_id"])
+    saved = ledger.get_run(run["run_id"], user="local")
     assert saved["status"] == "completed" and saved["job_id"] == job["job_id"] and saved["backend"] == "local"
     assert saved["started_at"] <= saved["finished_at"] and saved["error"] is None
-    losses = ledger.metric_series(run["run_id"])["loss"]
+    losses = ledger.metric_series(run["run_id"], user="local")["loss"]
     assert [step for step, _ in losses] == [5, 10]
     assert losses[-1][1] < losses[0][1]
-    assert ledger.metric_series(run["run_id"], "train_loss")["train_loss"][0][0] == 10
+    assert ledger.metric_series(run["run_id"], "train_loss", user="local")["train_loss"][0][0] == 10
     kinds = [kind for kind, _ in events]
     assert kinds[0] == "run_created" and "job_update" in kinds
     assert events[-1][1]["stage"] == "completed"
@@ -88,7 +88,7 @@ def test_a_failing_script_reports_failed_with_its_traceback(tools, tiny_model_di
     assert "Traceback" in result["log_tail"] and "KeyError: 'prompt'" in result["log_tail"]
     assert "KeyError: 'prompt'" in result["message"] and "Likely cause: dataset_format" in result["message"]
     assert f"parent_run_id={run['run_id']}" in result["message"]
-    saved = tools.ctx.ledger.get_run(run["run_id"])
+    saved = tools.ctx.ledger.get_run(run["run_id"], user="local")
     assert saved["status"] == "failed" and saved["error"] == "KeyError: 'prompt'"
     log = tools.logs(job_id=job["job_id"], tail=1)
     assert log == {"job_id": job["job_id"], "run_id": run["run_id"], "lines": 1, "log": "KeyError: 'prompt'"}
@@ -106,12 +106,12 @@ def test_cancel_and_timeout(tools, tiny_model_dir):
     assert waited["progress"]["step"] == 1 and waited["progress"]["eta_minutes"] > 0
     canceled = tools.cancel(job_id=job["job_id"])
     assert canceled["stage"] == "canceled"
-    assert tools.ctx.ledger.get_run(run["run_id"])["status"] == "canceled"
+    assert tools.ctx.ledger.get_run(run["run_id"], user="local")["status"] == "canceled"
 
     resubmitted = tools.submit(run_id=run["run_id"], timeout_minutes=0.02)
     result = tools.wait(job_id=resubmitted["job_id"], max_minutes=1)
     assert result["stage"] == "timeout" and "timeout_minutes" in result["message"]
-    assert tools.ctx.ledger.get_run(run["run_id"])["status"] == "timeout"
+    assert tools.ctx.ledger.get_run(run["run_id"], user="local")["status"] == "timeout"
 
 
 def test_bad_ids_and_arguments(tools, tiny_model_dir):
@@ -129,6 +129,27 @@ def test_bad_ids_and_arguments(tools, tiny_model_dir):
         tools.submit(run_id=run["run_id"])
     with pytest.raises(ToolError, match="max_minutes"):
         tools.wait(job_id="local-abcdefabcdef", max_minutes=0)
+
+
+def test_another_users_job_and_run_are_unknown_to_the_job_tools(tools, tiny_model_dir):
+    run = tools.write(model=str(tiny_model_dir), dataset=str(TRAIN_FILE))
+    replace_script(tools, run["run_id"], "import time\ntime.sleep(60)\n")
+    job = tools.submit(run_id=run["run_id"])["job_id"]
+    ctx = tools.ctx
+    bob = Tools(ToolContext(settings=ctx.settings, ledger=ctx.ledger, jobs=ctx.jobs, user="bob"))
+    for call in (lambda j: bob.status(job_id=j), lambda j: bob.logs(job_id=j), lambda j: bob.cancel(job_id=j),
+                 lambda j: bob.wait(job_id=j, max_minutes=0.01)):
+        with pytest.raises(ToolError) as theirs:
+            call(job)
+        with pytest.raises(ToolError) as unknown:
+            call("local-abcdefabcdef")
+        assert str(theirs.value).replace(job, "<id>") == str(unknown.value).replace("local-abcdefabcdef", "<id>")
+        assert "unknown job id" in str(theirs.value)
+    with pytest.raises(ToolError, match=f"there is no run {run['run_id']};"):
+        bob.submit(run_id=run["run_id"])
+    assert ctx.jobs.status(job).stage == "running"  # bob's cancel did not reach it
+    assert ctx.ledger.get_run(run["run_id"], user="local")["status"] == "running"
+    assert tools.cancel(job_id=job)["stage"] == "canceled"
 
 
 def test_parse_training_log_skips_garbage_and_non_finite_values():
@@ -162,10 +183,10 @@ def test_hf_jobs_run_through_the_tools(hf_tools, events):
 
     result = tools.wait(job_id=job["job_id"], max_minutes=1)
     assert result["stage"] == "completed" and result["output_dir"] == "outputs/run-1"
-    saved = tools.ctx.ledger.get_run(run["run_id"])
+    saved = tools.ctx.ledger.get_run(run["run_id"], user="local")
     assert saved["status"] == "completed" and saved["hardware"] == "a10g-small"
     assert saved["cost_usd"] == pytest.approx(0.016667 * 2)  # the fake job ran 120 s
-    assert [s for s, _ in tools.ctx.ledger.metric_series(run["run_id"], "loss")["loss"]] == [5, 10]
+    assert [s for s, _ in tools.ctx.ledger.metric_series(run["run_id"], "loss", user="local")["loss"]] == [5, 10]
     assert all(CANARY not in json.dumps(payload) for _, payload in events)
 
 
@@ -177,7 +198,7 @@ def test_hf_jobs_failure_explains_itself(hf_tools):
     result = tools.wait(job_id=job["job_id"], max_minutes=1)
     assert result["stage"] == "failed"
     assert "out of memory" in result["message"] and "OutOfMemoryError" in result["log_tail"]
-    assert tools.ctx.ledger.get_run(run["run_id"])["status"] == "failed"
+    assert tools.ctx.ledger.get_run(run["run_id"], user="local")["status"] == "failed"
 
 
 def test_job_tools_share_the_session_and_require_only_their_ids(tools):

@@ -67,7 +67,7 @@ def test_config_change_changes_only_the_config_block():
 def test_write_training_script_records_a_run(ctx, tiny_model_dir):
     tool = WriteTrainingScriptTool(ctx)
     result = tool(model=str(tiny_model_dir), dataset=DATA, max_steps=20, lora=True, change="first try")
-    run = ctx.ledger.get_run(result["run_id"])
+    run = ctx.ledger.get_run(result["run_id"], user="local")
     script = (ctx.settings.data_dir / "runs" / str(result["run_id"]) / "train.py").resolve()
     assert result["script_path"] == str(script) == run["script_path"]
     assert run["status"] == "created" and run["method"] == "sft" and run["change"] == "first try"
@@ -81,7 +81,7 @@ def test_write_training_script_records_a_run(ctx, tiny_model_dir):
 
     child = tool(model=str(tiny_model_dir), dataset=DATA, learning_rate=1e-3, parent_run_id=result["run_id"],
                  change="lr 3e-3 -> 1e-3")
-    assert ctx.ledger.get_run(child["run_id"])["parent_run_id"] == result["run_id"]
+    assert ctx.ledger.get_run(child["run_id"], user="local")["parent_run_id"] == result["run_id"]
 
 
 def test_defaults_are_trls_for_a_real_model_not_the_tiny_test_models():
@@ -130,7 +130,7 @@ def test_write_training_script_rejects_bad_input(ctx, kwargs, message):
     args = {"model": "Qwen/Qwen3-0.6B", "dataset": DATA, **kwargs}
     with pytest.raises(ToolError, match=message):
         WriteTrainingScriptTool(ctx)(**args)
-    assert ctx.ledger.list_runs() == []
+    assert ctx.ledger.list_runs(user="local") == []
 
 
 def test_hf_jobs_runs_need_hub_sources_and_warn_without_a_hub_repo(ledger, data_dir):
@@ -202,7 +202,7 @@ def test_grpo_run_embeds_library_and_custom_rewards(ctx, tiny_model_dir):
     config = result["config"]
     assert config["custom_reward_code"] == CUSTOM and config["reward_functions"] == ["format_reward"]
     assert config["num_generations"] == 4 and config["beta"] == 0.04 and config["max_completion_length"] == 32
-    assert json.loads(ctx.ledger.get_run(result["run_id"])["config_json"])["method"] == "grpo"
+    assert json.loads(ctx.ledger.get_run(result["run_id"], user="local")["config_json"])["method"] == "grpo"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -227,7 +227,7 @@ def test_method_inputs_are_validated(ctx, kwargs, message):
     assert message in str(error.value)
     if "reward function" in message:  # the error lists the library
         assert "exact_answer:" in str(error.value) and "length_reward:" in str(error.value)
-    assert ctx.ledger.list_runs() == []
+    assert ctx.ledger.list_runs(user="local") == []
 
 
 def test_qlora_is_refused_locally_without_cuda(ctx, monkeypatch, ledger, data_dir):

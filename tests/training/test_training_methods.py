@@ -46,10 +46,11 @@ CASES = [(method, lora) for method in RUNS for lora in (False, True)]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_model_dir):
+def trained(tmp_path_factory, tiny_model_dir, read_dirs):
     """Write the six runs with the tool, run them at once on the local backend, and collect the results."""
     data_dir = tmp_path_factory.mktemp("methods") / "data"
-    ctx = ToolContext(settings=Settings(data_dir=data_dir, compute_backend="local"), ledger=Ledger.in_dir(data_dir),
+    ctx = ToolContext(settings=Settings(data_dir=data_dir, compute_backend="local", extra_read_dirs=read_dirs),
+                      ledger=Ledger.in_dir(data_dir),
                       jobs=LocalJobBackend(data_dir))
     write = WriteTrainingScriptTool(ctx)
     started, jobs = time.monotonic(), {}

@@ -19,6 +19,7 @@ from tools.backends.hub import DatasetViewer, ViewerError, cap_text, feature_typ
 from tools.context import ToolContext
 from tools.data.formats import read_local_split
 from tools.errors import ToolError
+from tools.paths import looks_local, resolve_inside
 from tools.settings import Settings
 from tools.trl_formats import detect_trl_format, format_notes
 from tools.untrusted import fence
@@ -225,14 +226,8 @@ Example: inspect_dataset(dataset="trl-lib/ultrafeedback_binarized", split="test"
     def _local_path(self, dataset: str) -> Path | None:
         if not dataset:
             raise ToolError("inspect_dataset needs a Hub id like \"openai/gsm8k\" or a local path.")
-        path = Path(dataset).expanduser()
-        candidates = [path] if path.is_absolute() else [path, self.ctx.settings.data_dir / path]
-        for candidate in candidates:
-            if candidate.exists():
-                return candidate
-        if path.suffix in LOCAL_SUFFIXES or dataset.startswith(("/", ".", "~")) or not is_hub_id(dataset):
-            raise ToolError(f"No file or folder at {dataset!r} (looked in the working directory and "
-                            f"{self.ctx.settings.data_dir}), and it is not a Hub id like owner/name.")
+        if looks_local(self.ctx, dataset) or not is_hub_id(dataset):
+            return resolve_inside(self.ctx, dataset, "the local dataset")
         return None
 
     def _inspect_local(self, path: Path, split: str | None, n_rows: int) -> dict:

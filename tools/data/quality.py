@@ -18,6 +18,7 @@ from tools.backends.hub import DatasetViewer, ViewerError, cap_text
 from tools.context import ToolContext
 from tools.data.rows import LoadedRows, load_rows, row_text
 from tools.errors import ToolError
+from tools.paths import looks_local, resolve_inside
 from tools.untrusted import fence
 
 MAX_SAMPLE = 1000  # near-duplicate search compares all pairs of the sample
@@ -100,8 +101,12 @@ Example: check_dataset_quality(dataset="openai/gsm8k", config="main", eval_datas
         count, unit, note = _word_counts, "whitespace words", None
         if tokenizer:
             try:
-                count = _token_counter(tokenizer, self.ctx.settings.hf_token)
+                local = looks_local(self.ctx, tokenizer)
+                source = str(resolve_inside(self.ctx, tokenizer, "the tokenizer folder")) if local else tokenizer
+                count = _token_counter(source, self.ctx.settings.hf_token)
                 unit = f"tokens ({cap_text(tokenizer, 100)})"
+            except ToolError as err:  # a local folder outside the allowed places, or none: words, and why
+                note = f"Could not load tokenizer: {err} Counted whitespace words."
             except Exception as err:  # any tokenizer that will not load: fall back to words, say so
                 note = f"Could not load tokenizer {tokenizer!r} ({type(err).__name__}); counted whitespace words."
         else:

@@ -19,6 +19,7 @@ from tools.context import ToolContext
 from tools.data.formats import SPEAKERS, conversation_turns, render_row, resolve_roles
 from tools.data.rows import LoadedRows, load_rows
 from tools.errors import ToolError
+from tools.paths import looks_local
 from tools.untrusted import fence
 
 TARGETS = ("messages", "prompt-completion", "prompt-only", "preference")
@@ -74,7 +75,7 @@ Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="
             raise ToolError("max_rows must be a positive number of rows.")
         limit = int(max_rows) if max_rows else None
         loaded = load_rows(self.ctx, dataset, config=config, split=split,
-                           limit=limit or (MAX_HUB_ROWS if not _is_local(self.ctx, dataset) else 10**9))
+                           limit=limit or (MAX_HUB_ROWS if not looks_local(self.ctx, dataset) else 10**9))
         if not loaded.rows:
             raise ToolError(f"{loaded.dataset} ({loaded.config}/{loaded.split}) has no rows to convert.")
         columns = sorted({k for r in loaded.rows for k in r})
@@ -112,7 +113,7 @@ Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="
                 push_error = str(err)
         dataset_id = self.ctx.ledger.record_dataset(
             source=loaded.dataset, path=str(folder), format=target_format, rows=len(rows), transform=transform,
-            experiment_id=self.ctx.current_experiment(), hub_id=hub_id)
+            experiment_id=self.ctx.current_experiment(), hub_id=hub_id, user=self.ctx.user)
         if push_error:
             raise ToolError(f"Saved {len(rows)} rows to {folder} (ledger dataset {dataset_id}), but the push "
                             f"failed: {push_error}")
@@ -200,11 +201,6 @@ def split_rows(rows: list[dict], test_size: float | None) -> dict[str, list[dict
     test = set(order[:count])
     return {"train": [r for i, r in enumerate(rows) if i not in test],
             "test": [r for i, r in enumerate(rows) if i in test]}
-
-
-def _is_local(ctx: ToolContext, dataset: str) -> bool:
-    path = Path(dataset).expanduser()
-    return path.exists() or (ctx.settings.data_dir / path).exists()
 
 
 def _new_folder(root: Path, hub_dataset_id: str | None, loaded: LoadedRows, target: str) -> Path:

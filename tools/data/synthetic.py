@@ -187,9 +187,10 @@ def _strings(value) -> list[str]:
 
 
 def _eval_location(ctx: ToolContext, eval_dataset: str) -> str:
-    """A relative eval path as given, else the same path under the project (evals/data/... ships with it)."""
+    """A relative eval path as given when it is in the workspace, else the same path under the project
+    (evals/data/... ships with it)."""
     path = Path(eval_dataset).expanduser()
-    if path.is_absolute() or path.exists() or (Path(ctx.settings.data_dir) / path).exists():
+    if path.is_absolute() or (ctx.workspace / path).exists():
         return eval_dataset
     return str(PROJECT_ROOT / path) if (PROJECT_ROOT / path).exists() else eval_dataset
 
@@ -278,7 +279,7 @@ Example: generate_synthetic_data(spec="negation", examples=[{"prompt": "Not bad.
                 push_error = str(err)
         dataset_id = self.ctx.ledger.record_dataset(
             source="synthetic", path=str(folder), format=fmt, rows=len(final), transform=transform,
-            experiment_id=self.ctx.current_experiment(), hub_id=hub_id)
+            experiment_id=self.ctx.current_experiment(), hub_id=hub_id, user=self.ctx.user)
         if push_error:
             raise ToolError(f"Saved {len(final)} examples to {folder} (ledger dataset {dataset_id}), but the push "
                             f"failed: {push_error}")

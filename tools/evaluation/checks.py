@@ -46,8 +46,9 @@ def same_model(a: str | None, b: str | None) -> bool:
     return norm(a) == norm(b)
 
 
-def training_runs(ledger, run_id: int) -> list[dict]:
-    """The run and every run it descends from: its parent_run_id chain, and runs whose checkpoint it trained from."""
+def training_runs(ledger, run_id: int, *, user: str) -> list[dict]:
+    """The run and every run of `user` it descends from: its parent_run_id chain, and runs whose checkpoint it
+    trained from."""
     seen, queue, runs = set(), [int(run_id)], []
     all_runs = None
     while queue:
@@ -55,30 +56,30 @@ def training_runs(ledger, run_id: int) -> list[dict]:
         if current in seen:
             continue
         seen.add(current)
-        run = ledger.get_run(current)
+        run = ledger.get_run(current, user=user)
         if run is None:
             continue
         runs.append(run)
         if run.get("parent_run_id"):
             queue.append(int(run["parent_run_id"]))
-        all_runs = all_runs if all_runs is not None else ledger.list_runs()
+        all_runs = all_runs if all_runs is not None else ledger.list_runs(user=user)
         queue += [r["id"] for r in all_runs if r.get("output_dir") and same_model(r["output_dir"], run["model"])]
     return runs
 
 
-def starting_model(ledger, experiment_id: int, run: dict | None) -> str | None:
+def starting_model(ledger, experiment_id: int, run: dict | None, *, user: str) -> str | None:
     """The model a checkpoint started from: its root training run's model, else the experiment's base_model."""
     if run is not None:
-        return training_runs(ledger, run["id"])[-1]["model"]
-    return (ledger.get_experiment(experiment_id) or {}).get("base_model")
+        return training_runs(ledger, run["id"], user=user)[-1]["model"]
+    return (ledger.get_experiment(experiment_id, user=user) or {}).get("base_model")
 
 
 def require_baseline(ctx: ToolContext, experiment_id: int, ref: dict, run: dict | None,
                      data_sha256: str | None) -> dict:
     """The baseline eval a trained score is compared with; ToolError saying to run it first when there is none."""
-    start = starting_model(ctx.ledger, experiment_id, run)
-    rows = [e for e in ctx.ledger.evals_for(experiment_id) if e["is_baseline"] and e["task"] == ref["key"]
-            and details_of(e).get("task_spec", ref["spec"]) == ref["spec"]]
+    start = starting_model(ctx.ledger, experiment_id, run, user=ctx.user)
+    rows = [e for e in ctx.ledger.evals_for(experiment_id, user=ctx.user) if e["is_baseline"]
+            and e["task"] == ref["key"] and details_of(e).get("task_spec", ref["spec"]) == ref["spec"]]
     if start:
         rows = [e for e in rows if same_model(e["model"], start) or same_model(e.get("checkpoint"), start)]
     who = f"the starting model {start}" if start else "the starting model"
@@ -140,7 +141,7 @@ def check_contamination(ctx: ToolContext, ref: dict, run_id: int | None) -> dict
     try:
         eval_texts, eval_source = _eval_texts(ctx, ref)
         train_texts, sources = [], []
-        for run in training_runs(ctx.ledger, run_id):
+        for run in training_runs(ctx.ledger, run_id, user=ctx.user):
             texts, source = _train_texts(ctx, run)
             train_texts += texts
             sources.append(source)

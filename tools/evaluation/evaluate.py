@@ -27,7 +27,7 @@ from pathlib import Path
 
 from smolagents import Tool
 
-from evals.catalogue import CATALOGUE, resolve_task, shipped_tasks
+from evals.catalogue import CATALOGUE, CUSTOM_PREFIX, resolve_task, shipped_tasks
 from evals.compare import compare
 from evals.integrity import TamperedEvalData, data_digest, refuse_protected, verify_data
 from evals.runner import RESULT_PREFIX, SAMPLES_PREFIX
@@ -35,6 +35,7 @@ from tools.backends.hub import is_hub_id
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.evaluation.checks import check_contamination, contamination_warning, hub_reachable, require_baseline
+from tools.paths import looks_local, resolve_inside
 from tools.redact import redact
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,10 +68,10 @@ class _EvaluationTool(Tool):
         ctx = self.ctx
         ref = resolve_task(request["task"], request.get("task_options"))
         experiment_id, run_id, is_baseline = request["experiment_id"], request.get("run_id"), request["is_baseline"]
-        run = ctx.ledger.get_run(int(run_id)) if run_id is not None else None
+        run = ctx.ledger.get_run(int(run_id), user=ctx.user) if run_id is not None else None
         base = None if is_baseline else require_baseline(ctx, experiment_id, ref, run, result.get("data_sha256"))
         if is_baseline:
-            experiment = ctx.ledger.get_experiment(experiment_id) or {}
+            experiment = ctx.ledger.get_experiment(experiment_id, user=ctx.user) or {}
             missing = {"base_model": result["model"], "task": ref["key"]}
             ctx.ledger.update_experiment(experiment_id, **{k: v for k, v in missing.items() if not experiment.get(k)})
         stderr = _finite(result.get("stderr"))
@@ -88,7 +89,7 @@ class _EvaluationTool(Tool):
             model=result["model"], task=ref["key"], metric=result["metric"], value=result["value"], stderr=stderr,
             is_baseline=is_baseline, experiment_id=experiment_id, run_id=int(run_id) if run_id is not None else None,
             checkpoint=request.get("checkpoint"), n_samples=result["n_samples"], command=result["command"],
-            details=details)
+            details=details, user=ctx.user)
         out = {"eval_id": eval_id, "task": ref["key"], "metric": result["metric"], "value": result["value"],
                "stderr": stderr, "n_samples": result["n_samples"], "is_baseline": is_baseline,
                "model": result["model"], "command": result["command"]}
@@ -151,11 +152,14 @@ Example: run_evaluation(model=run["output_dir"], task="gsm8k", run_id=run["run_i
                             "'custom:<local .jsonl file or folder, or Hub dataset id>' with task_options.")
         remote = as_job and ctx.jobs is not None and ctx.jobs.name != "local"
         model_ref, checkpoint = self._check_model(model, remote)
+        source = task[len(CUSTOM_PREFIX):].strip() if task.lower().startswith(CUSTOM_PREFIX) else None
+        if source and looks_local(ctx, source):
+            task = CUSTOM_PREFIX + str(resolve_inside(ctx, source, "the custom task data"))
         try:
             ref = resolve_task(task, task_options)
         except ValueError as err:
             raise ToolError(f"{err} Pass one of these as task=.") from err
-        run = ctx.ledger.get_run(int(run_id)) if run_id is not None else None
+        run = ctx.ledger.get_run(int(run_id), user=ctx.user) if run_id is not None else None
         if run_id is not None and run is None:
             raise ToolError(f"there is no run {run_id} in the ledger; pass the run_id that "
                             "write_training_script returned, or leave run_id out.")
@@ -204,13 +208,12 @@ Example: run_evaluation(model=run["output_dir"], task="gsm8k", run_id=run["run_i
             raise ToolError(str(err)) from err
         return out
 
-    @staticmethod
-    def _check_model(model: str, remote: bool) -> tuple[str, str | None]:
+    def _check_model(self, model: str, remote: bool) -> tuple[str, str | None]:
         """(what the runner gets, the local checkpoint folder or None for a Hub id)."""
         text = str(model or "").strip()
-        path = Path(text).expanduser()
-        if not path.exists() and is_hub_id(text, namespaced=True) and not text.startswith((".", "~")):
+        if not looks_local(self.ctx, text) and is_hub_id(text, namespaced=True):
             return text, None
+        path = resolve_inside(self.ctx, text, "the model path")
         if not path.is_dir():
             raise ToolError(f"model path {model!r} does not exist or is not a directory; pass a local "
                             "checkpoint directory, e.g. the output_dir of a finished training run, or a Hub id.")
@@ -222,7 +225,7 @@ Example: run_evaluation(model=run["output_dir"], task="gsm8k", run_id=run["run_i
         if remote:
             raise ToolError(f"{model!r} is a local folder, which a job on HF Jobs cannot see: push the checkpoint to "
                             "the Hub (hub_model_id when writing the run) and pass its Hub id, or evaluate it here.")
-        return str(path.resolve()), str(path.resolve())
+        return str(path), str(path)
 
     @staticmethod
     def _argv(request: dict, output_dir: str, device: str) -> list[str]:
@@ -289,7 +292,7 @@ Example: run_evaluation(model=run["output_dir"], task="gsm8k", run_id=run["run_i
             config={**request, "out_dir": str(out_dir), "job": job}, parent_run_id=request["run_id"],
             backend=ctx.jobs.name, job_id=job_id, hardware=flavor or ("local" if local else "cpu-basic"),
             status="running", started_at=time.time(), script_path=job["script_path"],
-            script_sha256=job["script_sha256"])
+            script_sha256=job["script_sha256"], user=ctx.user)
         stage = ctx.jobs.status(job_id).stage
         out = {"job_id": job_id, "eval_run_id": eval_run_id, "backend": ctx.jobs.name, "stage": stage,
                "task": ref["key"], "model": request["model"], "is_baseline": request["is_baseline"],
@@ -330,7 +333,7 @@ Example: collect_evaluation(job_id=job["job_id"], max_minutes=60)"""
     def forward(self, job_id: str, max_minutes: float | None = None) -> dict:
         ctx = self.ctx
         job_id = str(job_id).strip()
-        run = ctx.ledger.run_by_job(job_id)
+        run = ctx.ledger.run_by_job(job_id, user=ctx.user)
         if run is None or run["kind"] != "eval":
             raise ToolError(f"{job_id!r} is not an evaluation job in the ledger; pass the job_id that "
                             "run_evaluation(as_job=True) returned (training jobs are read with job_status).")

@@ -355,7 +355,7 @@ Example: diagnose_run(run_id=run["run_id"])["next_step"]"""
 
     def forward(self, run_id: int) -> dict:
         ctx = self.ctx
-        run = ctx.ledger.get_run(int(run_id))
+        run = ctx.ledger.get_run(int(run_id), user=ctx.user)
         if run is None:
             raise ToolError(f"there is no run {run_id}; pass a run_id from write_training_script.")
         log = ""
@@ -365,7 +365,7 @@ Example: diagnose_run(run_id=run["run_id"])["next_step"]"""
             except ToolError as exc:
                 log = f"[ml-intern] could not read the job log: {exc}"
             log = redact(log, ctx.settings.secrets)
-        result = diagnose(log, ctx.ledger.metric_series(int(run_id)), run)
+        result = diagnose(log, ctx.ledger.metric_series(int(run_id), user=ctx.user), run)
         report = {"run_id": int(run_id), "job_id": run.get("job_id"), "status": run.get("status"), **result.to_dict()}
         ctx.emit("diagnosis", {k: report[k] for k in ("run_id", "job_id", "failure", "next_step")})
         return report

@@ -88,17 +88,18 @@ class _JobTool(Tool):
         super().__init__()
 
     def report(self, job_id: str) -> dict:
-        """Status, progress, metrics and log tail of a job; records metrics and the outcome in the ledger."""
+        """Status, progress, metrics and log tail of one of the user's jobs; records metrics and the outcome in
+        the ledger."""
         ctx = self.ctx
         job_id = str(job_id).strip()
-        run = ctx.ledger.run_by_job(job_id)
+        run = ctx.job_run(job_id)
         status = ctx.jobs.status(job_id)
         log = "" if status.stage == "queued" else redact(ctx.jobs.logs(job_id), ctx.settings.secrets)
-        evaluation = bool(run) and run["kind"] == "eval"
+        evaluation = run["kind"] == "eval"
         rows, done = ([], None) if evaluation else parse_training_log(log)
-        run_id = run["id"] if run else None
-        config = json.loads(run["config_json"]) if run and run["config_json"] else {}
-        if run_id is not None and rows:
+        run_id = run["id"]
+        config = json.loads(run["config_json"]) if run["config_json"] else {}
+        if rows:
             ctx.ledger.record_metrics(run_id, metric_points(rows))
         training = [r for r in rows if "loss" in r]
         latest = {k: _round(v) for k, v in (training[-1] if training else (rows[-1] if rows else {})).items()}
@@ -111,13 +112,13 @@ class _JobTool(Tool):
             "latest_metrics": latest,
             "log_tail": "\n".join(tail[-LOG_TAIL_LINES:]),
             "message": (self._eval_message(status, job_id, log, bool(config.get("result"))) if evaluation
-                        else self._message(status, latest, done, log, run_id)),
+                        else self._message(status, latest, done, log, run)),
         }
         if evaluation and status.stage == "completed" and not config.get("result"):
             result["next"] = f"collect_evaluation(job_id={job_id!r})"
         if done:
             result["output_dir"] = done.get("output_dir")
-        if run and status.done and run["status"] not in TERMINAL:
+        if status.done and run["status"] not in TERMINAL:
             fields = {"status": status.stage, "finished_at": status.finished_at or time.time()}
             if status.stage != "completed":
                 fields["error"] = last_error_line(log) or status.message
@@ -144,7 +145,7 @@ class _JobTool(Tool):
         last = f" Last error: {error}." if error else ""
         return f"The evaluation job ended {status.stage} ({status.message}).{last} Fix the cause and evaluate again."
 
-    def _message(self, status, latest: dict, done: dict | None, log: str, run_id) -> str:
+    def _message(self, status, latest: dict, done: dict | None, log: str, run: dict) -> str:
         stage = status.stage
         if stage == "queued":
             return "Waiting for hardware. Check again with job_status or wait_for_job."
@@ -168,13 +169,11 @@ class _JobTool(Tool):
         parts = [f"The job failed ({status.message})."]
         if error := last_error_line(log):
             parts.append(f"Last error: {error}.")
-        run = self.ctx.ledger.get_run(int(run_id)) if run_id else None
-        series = self.ctx.ledger.metric_series(int(run_id)) if run_id else {}
-        diagnosis = diagnose(log, series, run)
+        diagnosis = diagnose(log, self.ctx.ledger.metric_series(run["id"], user=self.ctx.user), run)
         if diagnosis.failure not in ("unknown", "healthy"):
             parts.append(f"Likely cause: {diagnosis.failure}. Next step: {diagnosis.next_step}")
-        parts.append("Read log_tail, fix the cause, then write a new run with write_training_script"
-                     + (f"(parent_run_id={run_id}, change=...)." if run_id else "."))
+        parts.append(f"Read log_tail, fix the cause, then write a new run with write_training_script"
+                     f"(parent_run_id={run['id']}, change=...).")
         return " ".join(parts)
 
 
@@ -193,7 +192,7 @@ Example: job = submit_job(run_id=run["run_id"], flavor="a10g-small", timeout_min
     }
     def forward(self, run_id: int, flavor: str | None = None, timeout_minutes: float | None = None) -> dict:
         ctx = self.ctx
-        run = ctx.ledger.get_run(int(run_id))
+        run = ctx.ledger.get_run(int(run_id), user=ctx.user)
         if run is None:
             raise ToolError(f"there is no run {run_id}; create one with write_training_script and pass its run_id.")
         if run["kind"] == "eval":
@@ -288,10 +287,10 @@ Example: print(job_logs(job_id=job["job_id"], tail=100)["log"])"""
     }
     def forward(self, job_id: str, tail: int | None = None) -> dict:
         job_id = str(job_id).strip()
+        run = self.ctx.job_run(job_id)
         log = redact(self.ctx.jobs.logs(job_id, tail=int(tail) if tail is not None else 50), self.ctx.settings.secrets)
         lines = [line[:MAX_LINE_CHARS] for line in log.splitlines()]
-        run = self.ctx.ledger.run_by_job(job_id)
-        return {"job_id": job_id, "run_id": run["id"] if run else None, "lines": len(lines), "log": "\n".join(lines)}
+        return {"job_id": job_id, "run_id": run["id"], "lines": len(lines), "log": "\n".join(lines)}
 
 
 class CancelJobTool(_JobTool):
@@ -302,6 +301,7 @@ Example: cancel_job(job_id=job["job_id"])"""
     inputs = {"job_id": {"type": "string", "description": "The job id from submit_job."}}
     def forward(self, job_id: str) -> dict:
         job_id = str(job_id).strip()
+        self.ctx.job_run(job_id)
         self.ctx.jobs.cancel(job_id)
         report = self.report(job_id)
         return {k: report[k] for k in ("job_id", "run_id", "stage", "message")}

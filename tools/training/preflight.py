@@ -347,7 +347,7 @@ Example: preflight_check(run_id=run["run_id"], flavor="a10g-large", timeout_minu
 
     def forward(self, run_id: int, flavor: str | None = None, timeout_minutes: float | None = None) -> dict:
         ctx = self.ctx
-        run = ctx.ledger.get_run(int(run_id))
+        run = ctx.ledger.get_run(int(run_id), user=ctx.user)
         if run is None:
             raise ToolError(f"there is no run {run_id}; pass a run_id from write_training_script.")
         config = json.loads(run["config_json"]) if run.get("config_json") else {

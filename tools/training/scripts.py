@@ -25,6 +25,7 @@ from smolagents import Tool
 from tools.backends.hub import is_hub_id
 from tools.context import ToolContext
 from tools.errors import ToolError
+from tools.paths import looks_local, resolve_inside
 from tools.stages import CREATED
 from tools.training.rewards import LIBRARY, check_custom_reward, custom_reward_name, library_listing, reward_source
 from tools.training.templates import render_script
@@ -331,13 +332,15 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
                             "none: use lora=True here, or switch the compute backend to HF Jobs and submit with a "
                             "GPU flavor (e.g. a10g-small).")
         dataset, model = self._check_source("dataset", dataset, remote), self._check_source("model", model, remote)
-        if parent_run_id is not None and self.ctx.ledger.get_run(int(parent_run_id)) is None:
+        if output_dir is not None and not remote:
+            output_dir = str(resolve_inside(self.ctx, output_dir, "output_dir", write=True))
+        if parent_run_id is not None and self.ctx.ledger.get_run(int(parent_run_id), user=self.ctx.user) is None:
             raise ToolError(f"parent_run_id {parent_run_id} is not a run in the ledger; omit it or pass an "
                             "existing run_id.")
 
         ledger = self.ctx.ledger
         run_id = ledger.create_run(method, model, dataset, experiment_id=self.ctx.current_experiment(),
-                                   parent_run_id=parent_run_id, change=change, status=CREATED)
+                                   parent_run_id=parent_run_id, change=change, status=CREATED, user=self.ctx.user)
         run_dir = Path(self.ctx.settings.data_dir).resolve() / "runs" / str(run_id)
         if output_dir is None:
             output_dir = f"outputs/run-{run_id}" if remote else str(run_dir / "checkpoint")
@@ -354,7 +357,13 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
         check_script(script)
         run_dir.mkdir(parents=True, exist_ok=True)
         script_path = run_dir / "train.py"
-        script_path.write_text(script)
+        try:
+            with script_path.open("x") as handle:
+                handle.write(script)
+        except FileExistsError as exc:
+            raise ToolError(f"{script_path} already exists and a training script never overwrites one: the data "
+                            f"directory holds a stale run {run_id}; move {run_dir} away and write the run "
+                            "again.") from exc
         ledger.update_run(run_id, script_path=str(script_path), script_sha256=sha256_text(script),
                           config_json=json.dumps(config.to_dict()), output_dir=output_dir)
         result = {"run_id": run_id, "script_path": str(script_path), "output_dir": output_dir,
@@ -366,21 +375,18 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
                                       "change": change, "parent_run_id": parent_run_id})
         return result
 
-    @staticmethod
-    def _check_source(kind: str, value: str, remote: bool) -> str:
+    def _check_source(self, kind: str, value: str, remote: bool) -> str:
         value = (value or "").strip()
         if not value:
             raise ToolError(f"{kind} is empty: pass a Hub id or a local path.")
-        if is_local_path(value):
-            path = Path(value).expanduser()
-            if not path.exists():
-                raise ToolError(f"local {kind} {value!r} does not exist; check the path or pass a Hub id.")
+        if looks_local(self.ctx, value):
+            path = resolve_inside(self.ctx, value, f"the local {kind}")
             if kind == "dataset" and path.is_file() and path.suffix not in LOCAL_DATA_SUFFIXES:
                 raise ToolError(f"local dataset {value!r} must be a .jsonl or .json file (or a folder of them).")
             if remote:
                 raise ToolError(f"the {kind} {value!r} is a local path but jobs run on HF Jobs, which cannot see "
                                 f"this machine's files: push it to the Hub first and pass its Hub id.")
-            return str(path.resolve())
+            return str(path)
         if not is_hub_id(value):
             raise ToolError(f"{kind} {value!r} is neither an existing local path nor a Hub id like 'owner/name'.")
         return value

@@ -92,7 +92,7 @@ Example: smoke_run(run_id=run["run_id"])["ok"]"""
 
     def forward(self, run_id: int, steps: int | None = None) -> dict:
         ctx = self.ctx
-        run = ctx.ledger.get_run(int(run_id))
+        run = ctx.ledger.get_run(int(run_id), user=ctx.user)
         if run is None:
             raise ToolError(f"there is no run {run_id}; create one with write_training_script and pass its run_id.")
         script = Path(run["script_path"] or "")
