@@ -16,9 +16,11 @@ chat event ends, and the Approve/Reject endpoint answers it and streams the rest
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -224,9 +226,12 @@ def _messages(history: list | None) -> list[gr.ChatMessage]:
 
 
 def _follow(events, messages: list[gr.ChatMessage]):
-    """Render each event of a turn into `messages`, yielding None after each; after an approval request yield
-    `events` and stop: the turn waits, holding no worker, until Approve or Reject goes on with `events`."""
+    """Render each event of a turn into `messages`, yielding None after each one that shows (token counts do not);
+    after an approval request yield `events` and stop: the turn waits, holding no worker, until Approve or Reject
+    goes on with `events`."""
     for event in events:
+        if event.kind == "token_usage":
+            continue
         render_event(event, messages)
         if event.kind == "approval":
             yield events
@@ -250,7 +255,8 @@ def chat(message: str, history: list, session, paused, prefs: dict, profile: gr.
     from agent.session import Session
 
     if session is None or session.config != who.config or session.ctx.user != who.user:
-        session = Session(who.config, title=message[:80], user=who.user, budget=who.budget)
+        session = Session(who.config, ledger=_ledger_in(Path(who.config.settings.data_dir).resolve()),
+                          title=message[:80], user=who.user, budget=who.budget)
     for waiting in _follow(session.run(message), messages):
         yield messages, session, waiting, ""
 
@@ -293,16 +299,23 @@ def run_demo(history: list, prefs: dict, profile: gr.OAuthProfile | None = None,
                                "not an LLM. Tools, training and evaluation are real.")]
     yield messages
     variables = prepare_demo(config.settings.data_dir)
-    session = Session(config, title="offline demo", user=user)
+    session = Session(config, ledger=_ledger_in(Path(config.settings.data_dir).resolve()), title="offline demo",
+                      user=user)
     for event in session.run(DEMO_TASK, variables=variables):
         render_event(event, messages)
         yield messages
 
 
 def _ledger():
+    """The ledger of the configured data directory, opened (its schema checked) once per directory."""
+    return _ledger_in(Path(AgentConfig.from_env().settings.data_dir).resolve())
+
+
+@functools.cache
+def _ledger_in(data_dir: Path):
     from tools.ledger import Ledger
 
-    return Ledger.in_dir(AgentConfig.from_env().settings.data_dir)
+    return Ledger.in_dir(data_dir)
 
 
 def experiments_rows(profile: gr.OAuthProfile | None = None, request: gr.Request | None = None) -> list[list]:
