@@ -255,8 +255,8 @@ def chat(message: str, history: list, session, paused, prefs: dict, profile: gr.
     from agent.session import Session
 
     if session is None or session.config != who.config or session.ctx.user != who.user:
-        session = Session(who.config, ledger=_ledger_in(Path(who.config.settings.data_dir).resolve()),
-                          title=message[:80], user=who.user, budget=who.budget)
+        session = Session(who.config, ledger=_ledger(who.config.settings.data_dir), title=message[:80],
+                          user=who.user, budget=who.budget)
     for waiting in _follow(session.run(message), messages):
         yield messages, session, waiting, ""
 
@@ -299,20 +299,19 @@ def run_demo(history: list, prefs: dict, profile: gr.OAuthProfile | None = None,
                                "not an LLM. Tools, training and evaluation are real.")]
     yield messages
     variables = prepare_demo(config.settings.data_dir)
-    session = Session(config, ledger=_ledger_in(Path(config.settings.data_dir).resolve()), title="offline demo",
-                      user=user)
+    session = Session(config, ledger=_ledger(config.settings.data_dir), title="offline demo", user=user)
     for event in session.run(DEMO_TASK, variables=variables):
         render_event(event, messages)
         yield messages
 
 
-def _ledger():
-    """The ledger of the configured data directory, opened (its schema checked) once per directory."""
-    return _ledger_in(Path(AgentConfig.from_env().settings.data_dir).resolve())
+def _ledger(data_dir: str | Path | None = None):
+    """The ledger of `data_dir` (default: the configured one), opened (its schema checked) once per directory."""
+    return _open_ledger(Path(data_dir or AgentConfig.from_env().settings.data_dir).resolve())
 
 
 @functools.cache
-def _ledger_in(data_dir: Path):
+def _open_ledger(data_dir: Path):
     from tools.ledger import Ledger
 
     return Ledger.in_dir(data_dir)

@@ -103,6 +103,9 @@ def start_app(data_dir: Path, plan: Path, read_dir: Path, hf_endpoint: str) -> t
 
 
 def client_for(url: str, username: str, token: str):
+    """A gradio_client for one signed-in user. ssl_verify=False: the app is plain http on loopback, and with
+    verification gradio_client loads the CA bundle for every request (about 0.1 s of CPU each), which, times
+    twenty users in this one process, measured the client rather than the app."""
     from gradio_client import Client
 
     return Client(url, headers={"Cookie": session_cookie(username, token)}, verbose=False, ssl_verify=False)
