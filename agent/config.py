@@ -14,6 +14,7 @@ from tools.settings import Settings
 
 BACKENDS = ("anthropic", "hf-inference", "openai-compatible", "scripted")
 DEMO_PLAN = Path(__file__).parent / "demo_plan.yaml"
+DEFAULT_BUDGET_USD = 20.0  # what an app or CLI session may spend unless ML_INTERN_BUDGET_USD or --budget-usd say
 
 
 def visitor_endpoints_allowed() -> bool:
@@ -25,6 +26,23 @@ def visitor_endpoints_allowed() -> bool:
     if value:
         return value in ("1", "true", "yes", "on")
     return not os.environ.get("SPACE_ID")
+
+
+def budget_from_env(env) -> float | None:
+    """The default spending cap of the app's and the CLI's sessions: `ML_INTERN_BUDGET_USD` dollars (default
+    `DEFAULT_BUDGET_USD`); "none" or "0" for no cap."""
+    text = str(env.get("ML_INTERN_BUDGET_USD", "")).strip().lower()
+    if not text:
+        return DEFAULT_BUDGET_USD
+    if text in ("none", "0", "off"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ValueError(f"ML_INTERN_BUDGET_USD must be a positive number of dollars, or none; got {text!r}")
+    return value
 
 
 def default_model_id() -> str:
@@ -47,6 +65,12 @@ class AgentConfig:
     auto_approve: bool = False
     max_observation_chars: int = 20_000  # what one step hands back to the LLM (agent/caps.py)
     max_event_chars: int = 20_000  # each string of an event shown or stored in the ledger
+    budget_usd: float | None = None  # the session's spending cap (LLM calls and jobs); from_env: DEFAULT_BUDGET_USD
+    # LLM call limits; None takes agent/llm_faults.py's default (10 s, 600 s, 60 s, 3 retries)
+    llm_connect_timeout_s: float | None = None
+    llm_read_timeout_s: float | None = None  # a reply that is not streamed; the whole stream elsewhere than Claude
+    llm_stream_idle_timeout_s: float | None = None  # silence inside a streamed Claude reply
+    llm_max_retries: int | None = None  # on 429, 5xx, 529 overloaded, timeouts and broken streams
     settings: Settings = field(default_factory=Settings)
 
     def __post_init__(self):
@@ -75,6 +99,11 @@ class AgentConfig:
             values["max_observation_chars"] = int(env["ML_INTERN_MAX_OBSERVATION_CHARS"])
         if env.get("ML_INTERN_MAX_EVENT_CHARS"):
             values["max_event_chars"] = int(env["ML_INTERN_MAX_EVENT_CHARS"])
+        for name, cast in (("llm_connect_timeout_s", float), ("llm_read_timeout_s", float),
+                           ("llm_stream_idle_timeout_s", float), ("llm_max_retries", int)):
+            if env.get(f"ML_INTERN_{name.upper()}"):
+                values[name] = cast(env[f"ML_INTERN_{name.upper()}"])
+        values["budget_usd"] = budget_from_env(env)
         values.update(overrides)
         return cls(**values)
 

@@ -9,10 +9,17 @@
 
 `build_model(config)` picks one. Every call's token counts (input, output, cache read, cache
 write) are available from `call_usage(model, message)`.
+
+Faults: every backend has a connect timeout and a read timeout, and its client's retries (429,
+5xx and Anthropic's 529 overloaded, with exponential backoff that honours Retry-After). Claude's
+streamed replies also have an idle timeout, and a stream that breaks off (dropped connection,
+silence, no `message_stop`, an `error` event) is retried while none of its text was handed on,
+else raised as `ModelBackendError`: a partial reply is never taken for an answer.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -21,15 +28,23 @@ import yaml
 from smolagents import ChatMessage, InferenceClientModel, Model, OpenAIServerModel, TokenUsage
 from smolagents.models import ChatMessageStreamDelta, MessageRole
 
+from agent.llm_faults import (
+    CONNECT_TIMEOUT_S,
+    MAX_RETRIES,
+    READ_TIMEOUT_S,
+    RETRYABLE_STREAM_ERRORS,
+    STREAM_IDLE_TIMEOUT_S,
+    ModelBackendError,  # noqa: F401  (callers catch it from here)
+    backoff_s,
+    broken_stream_error,
+    explain_api_error,
+)
+
 DEFAULT_MODEL_ID = "claude-sonnet-5-5"  # listed in anthropic 2.14's types/model_param.py
 BACKENDS = ("anthropic", "hf-inference", "openai-compatible", "scripted")
 CACHE_KEYS = ("cache_read_input_tokens", "cache_creation_input_tokens")
 USAGE_KEYS = ("input_tokens", "output_tokens", *CACHE_KEYS)
 EPHEMERAL = {"type": "ephemeral"}
-
-
-class ModelBackendError(RuntimeError):
-    """The LLM backend refused or failed a call; the message says what to do about it."""
 
 
 def _zero_usage() -> dict[str, int]:
@@ -59,6 +74,17 @@ def _blocks(content: Any) -> list[dict]:
     return blocks
 
 
+class StableBlock(ChatMessage):
+    """A message of the memory's stable prefix (agent/context_policy.py's condensed steps): Claude gets it as a
+    block of its own, and the last one carries a cache breakpoint, so the prefix up to it is read from the cache
+    after the steps behind it change."""
+
+
+class UncachedBlock(ChatMessage):
+    """A message that changes on every call (agent/context_policy.py's pinned state, sent last): a block of its
+    own after the memory's cache breakpoint, so it never invalidates the cached prefix."""
+
+
 def to_anthropic_messages(messages: list[ChatMessage | dict]) -> tuple[list[dict], list[dict]]:
     """Split smolagents messages into Anthropic's `system` blocks and user/assistant `messages`.
 
@@ -66,9 +92,13 @@ def to_anthropic_messages(messages: list[ChatMessage | dict]) -> tuple[list[dict
     the user's; consecutive messages of one role merge into one, as the Messages API requires.
     The last system block and the last block of the last message carry `cache_control`, so
     the system prompt and the memory up to this call are cached for the next call.
+    A `StableBlock` or `UncachedBlock` keeps its own content block; the last `StableBlock` gets
+    a breakpoint too, and the memory's breakpoint goes on the last block before any `UncachedBlock`.
     """
     system: list[dict] = []
     turns: list[dict] = []
+    stable_end = cache_end = None  # the blocks that carry the memory's breakpoints
+    kept_apart = False
     for message in messages:
         role = message["role"] if isinstance(message, dict) else message.role
         content = message.get("content") if isinstance(message, dict) else message.content
@@ -80,46 +110,25 @@ def to_anthropic_messages(messages: list[ChatMessage | dict]) -> tuple[list[dict
         role = "assistant" if role in ("assistant", "tool-call") else "user"
         if not blocks:
             continue
+        apart = isinstance(message, (StableBlock, UncachedBlock))
         if turns and turns[-1]["role"] == role:
             last = turns[-1]["content"]
-            if last[-1]["type"] == "text" and blocks[0]["type"] == "text":
+            if not (apart or kept_apart) and last[-1]["type"] == "text" and blocks[0]["type"] == "text":
                 last[-1] = {"type": "text", "text": last[-1]["text"] + "\n" + blocks.pop(0)["text"]}
             last.extend(blocks)
         else:
             turns.append({"role": role, "content": blocks})
+        kept_apart = apart
+        if isinstance(message, StableBlock):
+            stable_end = turns[-1]["content"][-1]
+        if not isinstance(message, UncachedBlock):
+            cache_end = turns[-1]["content"][-1]
     if system:
         system[-1]["cache_control"] = EPHEMERAL
-    if turns:
-        turns[-1]["content"][-1]["cache_control"] = EPHEMERAL
+    for block in (stable_end, cache_end):
+        if block is not None:
+            block["cache_control"] = EPHEMERAL
     return system, turns
-
-
-def explain_api_error(error: Exception, model_id: str) -> ModelBackendError:
-    """Turn an `anthropic` SDK error into one that says what went wrong and what to do."""
-    import anthropic
-
-    if isinstance(error, anthropic.APIConnectionError):
-        return ModelBackendError(
-            f"Could not reach the Anthropic API ({error}): check the network connection or "
-            "the Anthropic base URL setting.")
-    status = getattr(error, "status_code", None)
-    kind = getattr(error, "type", None)
-    detail = getattr(error, "api_message", None) or str(error)
-    if status == 401 or kind == "authentication_error":
-        text = "ANTHROPIC_API_KEY was rejected (401): set a valid key in Settings or the environment."
-    elif status == 403 or kind == "permission_error":
-        text = f"The Anthropic API key may not use {model_id} (403): use another key or model."
-    elif status == 404 or kind == "not_found_error":
-        text = f"Anthropic does not know the model {model_id!r} (404): pick another model id in Settings."
-    elif status == 429 or kind == "rate_limit_error":
-        text = "Anthropic rate limit reached (429) after retries: wait a minute, or raise the key's limits."
-    elif status == 529 or kind == "overloaded_error":
-        text = "Anthropic is overloaded (529) after retries: try again in a few minutes."
-    elif status == 400 or kind == "invalid_request_error":
-        text = "Anthropic rejected the request (400)."
-    else:
-        text = f"The Anthropic API failed ({status or kind or type(error).__name__})."
-    return ModelBackendError(f"{text} Anthropic said: {detail}")
 
 
 class AnthropicModel(Model):
@@ -135,16 +144,20 @@ class AnthropicModel(Model):
     label = "anthropic"
 
     def __init__(self, model_id: str = DEFAULT_MODEL_ID, api_key: str | None = None,
-                 base_url: str | None = None, max_tokens: int = 8192, max_retries: int = 2,
-                 timeout: float | None = None, **kwargs):
+                 base_url: str | None = None, max_tokens: int = 8192, max_retries: int = MAX_RETRIES,
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S, read_timeout_s: float = READ_TIMEOUT_S,
+                 stream_idle_timeout_s: float = STREAM_IDLE_TIMEOUT_S, **kwargs):
         import anthropic
 
         super().__init__(model_id=model_id, **kwargs)
         self.max_tokens = max_tokens
-        options: dict[str, Any] = {"api_key": api_key, "base_url": base_url, "max_retries": max_retries}
-        if timeout is not None:
-            options["timeout"] = timeout
-        self.client = anthropic.Anthropic(**options)
+        self.max_retries = max_retries
+        self.read_timeout_s, self.stream_idle_timeout_s = read_timeout_s, stream_idle_timeout_s
+        # The SDK retries 429, 408, 409, 5xx (529 included) and dropped or timed-out connections with
+        # exponential backoff, honouring retry-after; a stream's body is ours to check (`generate_stream`).
+        self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=max_retries,
+                                          timeout=anthropic.Timeout(read_timeout_s, connect=connect_timeout_s))
+        self.stream_timeout = anthropic.Timeout(stream_idle_timeout_s, connect=connect_timeout_s)
         self.last_usage = _zero_usage()
         self.total_usage = _zero_usage()
 
@@ -185,7 +198,7 @@ class AnthropicModel(Model):
         try:
             response = self.client.messages.create(**request)
         except anthropic.APIError as error:
-            raise explain_api_error(error, self.model_id) from error
+            raise explain_api_error(error, self.model_id, self.read_timeout_s, self.max_retries + 1) from error
         text = "".join(block.text for block in response.content if block.type == "text")
         usage = self._record(response.usage.model_dump())
         return ChatMessage(role=MessageRole.ASSISTANT, content=text, raw=response, token_usage=usage)
@@ -193,20 +206,41 @@ class AnthropicModel(Model):
     def generate_stream(self, messages, stop_sequences=None, response_format=None,
                         tools_to_call_from=None, **kwargs) -> Generator[ChatMessageStreamDelta]:
         import anthropic
+        import httpx2
 
         request = self._request(messages, stop_sequences, response_format, tools_to_call_from, kwargs)
-        usage: dict[str, int] = {}
-        try:
-            for event in self.client.messages.create(**request, stream=True):
-                if event.type == "message_start":
-                    usage.update(event.message.usage.model_dump(include=set(USAGE_KEYS)))
-                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    yield ChatMessageStreamDelta(content=event.delta.text)
-                elif event.type == "message_delta" and event.usage:
-                    usage.update(event.usage.model_dump(include=set(USAGE_KEYS), exclude_none=True))
-        except anthropic.APIError as error:
-            raise explain_api_error(error, self.model_id) from error
-        yield ChatMessageStreamDelta(content="", token_usage=self._record(usage))
+        for attempt in range(self.max_retries + 1):
+            sent = 0  # characters of this attempt already handed on: those cannot be taken back
+            usage: dict[str, int] = {}
+            try:
+                stream = self.client.messages.create(**request, stream=True, timeout=self.stream_timeout)
+            except anthropic.APIError as error:  # the SDK has retried what can be retried
+                raise explain_api_error(error, self.model_id, self.stream_idle_timeout_s,
+                                        self.max_retries + 1) from error
+            try:
+                with stream:
+                    for event in stream:
+                        if event.type == "message_start":
+                            usage.update(event.message.usage.model_dump(include=set(USAGE_KEYS)))
+                        elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                            sent += len(event.delta.text)
+                            yield ChatMessageStreamDelta(content=event.delta.text)
+                        elif event.type == "message_delta" and event.usage:
+                            usage.update(event.usage.model_dump(include=set(USAGE_KEYS), exclude_none=True))
+                        elif event.type == "message_stop":
+                            yield ChatMessageStreamDelta(content="", token_usage=self._record(usage))
+                            return
+                cause, retryable = "the stream ended before the reply was complete (no message_stop)", True
+            except anthropic.APIStatusError as error:  # an `error` event inside the stream
+                cause = f"Anthropic sent {error.type or 'an error'} mid-stream ({error.api_message or error})"
+                retryable = error.type in RETRYABLE_STREAM_ERRORS
+            except httpx2.TimeoutException:
+                cause, retryable = f"Anthropic sent nothing for {self.stream_idle_timeout_s:g} s", True
+            except httpx2.TransportError as error:
+                cause, retryable = f"the connection dropped ({error})", True
+            if sent or not retryable or attempt == self.max_retries:
+                raise broken_stream_error(cause, sent, attempt + 1)
+            time.sleep(backoff_s(attempt))
 
 
 def _step_text(step: dict) -> str:
@@ -288,10 +322,20 @@ def build_model(config) -> Model:
     `config` is any object with the attributes `backend` (one of `BACKENDS`), `model_id`,
     `anthropic_api_key`, `anthropic_base_url`, `hf_token`, `hf_provider`, `openai_base_url`,
     `openai_api_key` and `scripted_plan` (a YAML file); missing attributes count as unset.
+    The call limits `llm_connect_timeout_s`, `llm_read_timeout_s`, `llm_stream_idle_timeout_s` and
+    `llm_max_retries` default to this module's constants. The OpenAI-compatible and HF clients
+    have one read timeout for streamed and whole replies alike: `llm_read_timeout_s`, as a local
+    server on a CPU may think for minutes before its first token.
     """
     def setting(name: str):
         return getattr(config, name, None) or None
 
+    def limit(name: str, default):
+        value = getattr(config, name, None)
+        return default if value is None else value
+
+    connect_s, read_s = limit("llm_connect_timeout_s", CONNECT_TIMEOUT_S), limit("llm_read_timeout_s", READ_TIMEOUT_S)
+    retries = limit("llm_max_retries", MAX_RETRIES)
     backend = setting("backend") or "anthropic"
     model_id = setting("model_id")
     if backend == "anthropic":
@@ -300,16 +344,25 @@ def build_model(config) -> Model:
                              "(a Space secret) or paste a key in the app's Settings panel, or choose "
                              "another model backend there.")
         return AnthropicModel(model_id or DEFAULT_MODEL_ID, api_key=setting("anthropic_api_key"),
-                              base_url=setting("anthropic_base_url"))
+                              base_url=setting("anthropic_base_url"), max_retries=retries,
+                              connect_timeout_s=connect_s, read_timeout_s=read_s,
+                              stream_idle_timeout_s=limit("llm_stream_idle_timeout_s", STREAM_IDLE_TIMEOUT_S))
     if backend == "hf-inference":
+        import httpx  # huggingface_hub's HTTP client; InferenceClient hands `timeout` to it
+
         extra = {"model_id": model_id} if model_id else {}
-        return InferenceClientModel(provider=setting("hf_provider"), token=setting("hf_token"), **extra)
+        return InferenceClientModel(provider=setting("hf_provider"), token=setting("hf_token"),
+                                    timeout=httpx.Timeout(read_s, connect=connect_s), **extra)
     if backend == "openai-compatible":
+        import openai
+
         if not model_id:
             raise ValueError("The openai-compatible backend needs a model id (for Ollama e.g. "
                              "'qwen3:8b'): set it in Settings.")
         return OpenAIServerModel(model_id, api_base=setting("openai_base_url"),
-                                 api_key=setting("openai_api_key") or "not-needed")
+                                 api_key=setting("openai_api_key") or "not-needed",
+                                 client_kwargs={"timeout": openai.Timeout(read_s, connect=connect_s),
+                                                "max_retries": retries})
     if backend == "scripted":
         if not setting("scripted_plan"):
             raise ValueError("The scripted backend needs a plan: set scripted_plan to a YAML file "

@@ -55,9 +55,9 @@ def compare(best: dict, base: dict | None) -> str:
     return f"{delta:+.3f} ({sigmas:.1f}× the combined stderr: {verdict})"
 
 
-def build_report(ledger: Ledger, experiment_id: int, llm_usd: float | None = None, *, user: str) -> str:
-    """One of `user`'s experiments as a markdown report: goal, target, scores with uncertainty, every run, cost,
-    and the commands that reproduce the best run. ValueError when the user has no such experiment."""
+def build_report(ledger: Ledger, experiment_id: int, *, user: str) -> str:
+    """One of `user`'s experiments as a markdown report: goal, target, scores with uncertainty, every run, the spend
+    so far, and the commands that reproduce the best run. ValueError when the user has no such experiment."""
     tree = ledger.experiment_tree(experiment_id, user=user)
     if tree is None:
         raise ValueError(f"there is no experiment {experiment_id} in the ledger")
@@ -86,15 +86,27 @@ def build_report(ledger: Ledger, experiment_id: int, llm_usd: float | None = Non
         lines.append("\nNo trained checkpoint was evaluated in full.")
     lines += ["", "## What was tried", ""] + _runs_table(tree)
     lines += ["", "## Data", ""] + _data_lines(tree)
-    runs_usd = ledger.experiment_cost(experiment_id, user=user)
     wall = (exp["finished_at"] - exp["created_at"]) / 3600 if exp.get("finished_at") else None
-    llm = format_cost(llm_usd) if llm_usd is not None else "not known for this LLM backend"
     wall_text = f" · wall time {wall:.2f} h" if wall is not None else ""
-    lines += ["", "## Cost", "", f"Training and evaluation jobs: {format_cost(runs_usd)} · LLM: {llm} · total "
-              f"{format_cost(runs_usd + (llm_usd or 0.0))}{wall_text}"]
+    lines += ["", "## Cost", "", spend_line(ledger, exp, user=user) + wall_text]
     if best:
         lines += ["", "## Reproduce the best run", ""] + reproduce_lines(tree, best[0])
     return "\n".join(lines)
+
+
+def spend_line(ledger: Ledger, exp: dict, *, user: str) -> str:
+    """The spend so far from the spend ledger: the experiment's session's (LLM calls are the session's), else the
+    experiment's own rows; holds of running jobs and LLM calls of unknown price are named."""
+    spend = (ledger.session_spend(exp["session_id"], user=user) if exp.get("session_id")
+             else ledger.experiment_spend(exp["id"], user=user))
+    unpriced = spend["unpriced_calls"]
+    calls = f"{unpriced} call{'s' if unpriced != 1 else ''}"
+    llm = format_cost(spend["llm_usd"]) + (f" (+ {calls} of unknown price)" if unpriced else "")
+    held = (f" · held for running jobs: {format_cost(spend['reserved_usd'])}" if spend["reserved_usd"] else "")
+    budget = (exp.get("budget") or {}).get("usd")
+    of = f" of the ${budget:g} budget" if budget else ""
+    return (f"Training and evaluation jobs: {format_cost(spend['jobs_usd'])} · LLM: {llm}{held} · total "
+            f"{format_cost(spend['total_usd'])}{of}")
 
 
 def _num(value) -> str:
@@ -213,12 +225,10 @@ def end_of_run(session, push: bool = True, repo_id: str | None = None) -> str:
     experiment_id = session.ctx.experiment_id
     if experiment_id is None:
         return "No experiment was recorded: the agent used no tool that writes the ledger."
-    llm_usd = None
     if session.guard is not None:
         session.guard.settle(session.final_answer)
-        llm_usd = session.guard.spent()["llm_usd"]
     ledger, settings = session.ledger, session.config.settings
-    report = build_report(ledger, experiment_id, llm_usd, user=session.ctx.user)
+    report = build_report(ledger, experiment_id, user=session.ctx.user)
     if push and settings.hf_token:
         try:
             pushed = push_best_model(ledger, experiment_id, settings, repo_id=repo_id, user=session.ctx.user)

@@ -6,6 +6,7 @@ Tools never import `agent`; the session builds one ToolContext and passes it to 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from tools.settings import Settings
 
 if TYPE_CHECKING:
     from tools.backends.jobs import JobBackend
+    from tools.run_rules import RunRules
 
 Emit = Callable[[str, dict], None]
 
@@ -28,7 +30,10 @@ def _drop(kind: str, payload: dict) -> None:
 @dataclass
 class ToolContext:
     """`user` owns everything the tools record and is the only one whose rows they read: the signed-in
-    Hugging Face username on a Space, `LOCAL_USER` for the one local user (validated: it is a path segment)."""
+    Hugging Face username on a Space, `LOCAL_USER` for the one local user (validated: it is a path segment).
+
+    `budget_usd` caps what the session may spend and hold (LLM calls, jobs, reservations: tools/spend.py), None for
+    no cap; `deadline` (epoch seconds) is when a time budget ends, None for none."""
 
     settings: Settings
     ledger: Ledger
@@ -40,9 +45,18 @@ class ToolContext:
     user: str = LOCAL_USER
     auto_approve: bool = True
     approve: Callable[[str, dict], bool] | None = field(default=None, repr=False)
+    # Set when the user stops the session's turn: tools that wait (on a job, an evaluation) return at once.
+    stop_requested: threading.Event = field(default_factory=threading.Event, repr=False)
+    budget_usd: float | None = None
+    deadline: float | None = None
+    rules: RunRules | None = None  # a benchmark run's rules (tools/run_rules.py); None outside one
 
     def __post_init__(self):
         checked_user(self.user)
+
+    def spent_usd(self) -> float:
+        """What the session has spent and holds so far (`Ledger.session_spend`'s total)."""
+        return self.ledger.session_spend(self.session_id, user=self.user)["total_usd"]
 
     def current_experiment(self, **fields) -> int:
         """The experiment the tools record into, created on first use from the session's goal."""

@@ -1,7 +1,10 @@
-"""The experiment ledger: one SQLite file holding sessions, events, experiments, runs and evals.
+"""The experiment ledger: one SQLite file holding sessions, events, experiments, runs, evals and spend.
 
-Tools write it; the app and the CLI read it. Every method opens its own short-lived connection,
-so the ledger can be shared by the agent's worker thread, the UI and job watchers.
+Tools write it; the app and the CLI read it. Ledgers on the same file in a process share one connection
+(tools/ledger_connection.py), so one Ledger can serve the agent's worker threads and the UI at once, and other
+processes (CLI, job watchers) open the same file. `record_event` returns at once: a writer thread commits
+events in batches (within 0.1 s), and any read of this process sees them; `flush()` commits them now, and
+`close()` (or the Ledger's end) commits them and lets go of the connection.
 
 Every session, experiment, dataset, run and eval belongs to a user (its `owner`: the signed-in Hugging Face
 username on a Space, `LOCAL_USER` for the one local user; rows written before owners existed belong to
@@ -14,13 +17,13 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 import uuid
-from contextlib import contextmanager
+import weakref
 from pathlib import Path
 from typing import Any
 
+from tools import ledger_connection
 from tools.lineage import baseline_of, best, judged_tasks
 
 SCHEMA = """
@@ -114,6 +117,27 @@ CREATE TABLE IF NOT EXISTS evals (
     details_json TEXT,
     owner TEXT NOT NULL DEFAULT 'local'
 );
+CREATE TABLE IF NOT EXISTS spend (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    session_id TEXT,
+    experiment_id INTEGER,
+    kind TEXT NOT NULL,
+    usd REAL NOT NULL,
+    job_id TEXT,
+    detail_json TEXT,
+    owner TEXT NOT NULL DEFAULT 'local'
+);
+CREATE INDEX IF NOT EXISTS spend_by_session ON spend(session_id);
+CREATE INDEX IF NOT EXISTS spend_by_job ON spend(job_id);
+CREATE TABLE IF NOT EXISTS agent_memory (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    turn INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    step_json TEXT NOT NULL,
+    UNIQUE(session_id, turn, kind, number)
+);
 """
 
 LOCAL_USER = "local"
@@ -127,6 +151,9 @@ ADDED_COLUMNS = (("experiments", "budget_json", "TEXT"), ("experiments", "stop_r
 # What a run is: a training job, or an evaluation job (model: the checkpoint scored, dataset: the task spec,
 # parent_run_id: the training run whose checkpoint it scored, config: the evaluation request).
 RUN_KINDS = ("train", "eval")
+# What a spend row is: an LLM call, a job's cost once it ended (its run's kind), money held for a job before it is
+# submitted, or a hold given back (the job ended, or was never submitted). Reserved = reserve - release.
+SPEND_KINDS = ("llm", "train", "eval", "reserve", "release")
 EXPERIMENT_FIELDS = {"status", "report", "base_model", "task", "target", "goal", "budget_json", "stop_reason",
                      "finished_at"}
 RUN_FIELDS = {"status", "job_id", "backend", "output_dir", "hardware", "cost_usd", "started_at", "finished_at",
@@ -147,6 +174,8 @@ class Ledger:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._shared = ledger_connection.acquire(self.path)
+        self._release = weakref.finalize(self, ledger_connection.release, self._shared)
         with self._connect() as db:
             db.executescript(SCHEMA)
             for table, column, kind in ADDED_COLUMNS:
@@ -157,17 +186,19 @@ class Ledger:
     def in_dir(cls, data_dir: str | Path) -> Ledger:
         return cls(Path(data_dir) / "ledger.sqlite")
 
-    @contextmanager
     def _connect(self):
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        try:
-            yield db
-            db.commit()
-        finally:
-            db.close()
+        """The shared connection inside one transaction (`with self._connect() as db:`), committed at the end;
+        this process's waiting events are committed first."""
+        return self._shared.transaction()
+
+    def flush(self) -> None:
+        """Commit the events waiting for the writer thread now (so other processes see them)."""
+        self._shared.flush()
+
+    def close(self) -> None:
+        """Commit the waiting events and let go of the connection (closed when no other Ledger in this process
+        uses the file). The Ledger is unusable afterwards."""
+        self._release()
 
     def _insert(self, table: str, values: dict[str, Any], user: str) -> int:
         values = {"created_at": time.time(), **values, "owner": checked_user(user)}
@@ -192,11 +223,8 @@ class Ledger:
         return session_id
 
     def record_event(self, session_id: str, kind: str, payload: dict) -> None:
-        with self._connect() as db:
-            db.execute(
-                "INSERT INTO events (session_id, ts, kind, payload_json) VALUES (?, ?, ?, ?)",
-                (session_id, time.time(), kind, json.dumps(payload, default=str)),
-            )
+        """Queue the event for the writer thread (committed within 0.1 s, or at the next read or `flush`)."""
+        self._shared.add_event((session_id, time.time(), kind, json.dumps(payload, default=str)))
 
     def session_events(self, session_id: str, *, user: str) -> list[dict]:
         rows = self._rows("SELECT * FROM events WHERE session_id = (SELECT id FROM sessions WHERE id = ? AND "
@@ -207,6 +235,24 @@ class Ledger:
 
     def list_sessions(self, *, user: str) -> list[dict]:
         return self._rows("SELECT * FROM sessions WHERE owner = ? ORDER BY created_at DESC", (user,))
+
+    def get_session(self, session_id: str, *, user: str) -> dict | None:
+        return self._one("SELECT * FROM sessions WHERE id = ? AND owner = ?", (session_id, user))
+
+    # agent memory (agent/persistence.py): one row per smolagents step, replaced when the same step is written again
+    def record_memory_step(self, session_id: str, turn: int, kind: str, number: int, step: dict) -> None:
+        """Write one step of a session's agent memory now (not queued: it must survive a `kill -9`)."""
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO agent_memory (session_id, turn, kind, number, step_json) "
+                       "VALUES (?, ?, ?, ?, ?)", (session_id, turn, kind, number, json.dumps(step, default=str)))
+
+    def memory_steps(self, session_id: str, *, user: str) -> list[dict]:
+        """The session's memory rows {"turn", "kind", "number", "step"} by turn and number, if `user` owns it."""
+        rows = self._rows("SELECT turn, kind, number, step_json FROM agent_memory WHERE session_id = (SELECT id FROM "
+                          "sessions WHERE id = ? AND owner = ?) ORDER BY turn, number, rowid", (session_id, user))
+        for row in rows:
+            row["step"] = json.loads(row.pop("step_json"))
+        return rows
 
     # experiments
     def create_experiment(self, goal: str, base_model: str | None = None, task: str | None = None,
@@ -328,6 +374,59 @@ class Ledger:
         row = self._one("SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM runs WHERE experiment_id = ? AND owner = ?",
                         (experiment_id, user))
         return float(row["spent"])
+
+    # spend (tools/spend.py, agent/target.py): what a session paid or holds, row by row
+    def record_spend(self, session_id: str | None, experiment_id: int | None, kind: str, usd: float,
+                     detail: dict | None = None, *, user: str) -> int:
+        """One spend row (`SPEND_KINDS`); `detail["job_id"]` names the job it is for, when it is for one."""
+        if kind not in SPEND_KINDS:
+            raise ValueError(f"unknown spend kind {kind!r}; one of {SPEND_KINDS}")
+        usd = float(usd)
+        if not usd >= 0 or usd == float("inf"):
+            raise ValueError(f"a spend amount is a finite number of dollars >= 0, got {usd}")
+        detail = dict(detail or {})
+        return self._insert("spend", dict(session_id=session_id, experiment_id=experiment_id, kind=kind, usd=usd,
+                                          job_id=detail.get("job_id"), detail_json=json.dumps(detail, default=str)),
+                            user)
+
+    def link_spend(self, spend_id: int, job_id: str) -> None:
+        """Name the job a reservation was held for, once the job is submitted and has an id."""
+        with self._connect() as db:
+            db.execute("UPDATE spend SET job_id = ? WHERE id = ?", (job_id, spend_id))
+
+    def session_spend(self, session_id: str | None, *, user: str) -> dict:
+        """{"llm_usd", "jobs_usd", "reserved_usd" (held for jobs not yet ended), "total_usd", "unpriced_calls"
+        (LLM calls whose price is unknown)} of one of the user's sessions (None: the rows recorded outside one)."""
+        return self._spend("session_id IS ?", (session_id,), "experiment_id IN (SELECT id FROM experiments WHERE "
+                           "session_id IS ? AND owner = ?)", (session_id, user), user)
+
+    def experiment_spend(self, experiment_id: int, *, user: str) -> dict:
+        """`session_spend`'s figures for the rows recorded against one experiment."""
+        return self._spend("experiment_id = ?", (experiment_id,), "experiment_id = ?", (experiment_id,), user)
+
+    def job_spend(self, job_id: str, *, user: str) -> dict:
+        """{"reserved_usd" (still held for the job), "settled": whether its cost is recorded}."""
+        row = self._one("SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN usd WHEN 'release' THEN -usd END), 0) AS "
+                        "held, COUNT(CASE WHEN kind IN ('train', 'eval') THEN 1 END) AS settled FROM spend WHERE "
+                        "job_id = ? AND owner = ?", (job_id, user))
+        return {"reserved_usd": max(0.0, round(float(row["held"]), 9)), "settled": bool(row["settled"])}
+
+    def _spend(self, rows_where: str, rows_scope: tuple, runs_where: str, runs_scope: tuple, user: str) -> dict:
+        """Spend rows in scope, plus the recorded cost of runs in scope that have no spend row (older ledgers)."""
+        row = self._one(
+            "SELECT COALESCE(SUM(CASE WHEN kind = 'llm' THEN usd END), 0) AS llm, "
+            "COALESCE(SUM(CASE WHEN kind IN ('train', 'eval') THEN usd END), 0) AS jobs, "
+            "COALESCE(SUM(CASE kind WHEN 'reserve' THEN usd WHEN 'release' THEN -usd END), 0) AS held, "
+            "COUNT(CASE WHEN kind = 'llm' AND json_extract(detail_json, '$.unpriced') THEN 1 END) AS unpriced "
+            f"FROM spend WHERE {rows_where} AND owner = ?", (*rows_scope, user))
+        legacy = self._one(
+            f"SELECT COALESCE(SUM(cost_usd), 0) AS jobs FROM runs r WHERE {runs_where} AND owner = ? AND cost_usd IS "
+            "NOT NULL AND NOT EXISTS (SELECT 1 FROM spend s WHERE s.job_id = r.job_id AND s.owner = r.owner AND "
+            "s.kind IN ('train', 'eval'))", (*runs_scope, user))
+        llm, jobs = float(row["llm"]), float(row["jobs"]) + float(legacy["jobs"])
+        held = max(0.0, round(float(row["held"]), 9))
+        return {"llm_usd": llm, "jobs_usd": jobs, "reserved_usd": held, "total_usd": llm + jobs + held,
+                "unpriced_calls": int(row["unpriced"])}
 
     def experiment_tree(self, experiment_id: int, *, user: str) -> dict | None:
         """The whole lineage of an experiment, read in one transaction; None when the user has no such experiment.

@@ -8,7 +8,9 @@ as in `datasets/<name>`) and then accepted only inside:
 - the data directory's own areas, which the tools themselves fill (`DATA_AREAS`: runs and their checkpoints,
   saved datasets, smoke runs, evaluation outputs, the offline demo's model), read and write;
 - the shipped eval data (`evals/data`) and the folders the owner lists in `Settings.extra_read_dirs`
-  (`ML_INTERN_READ_DIRS`), read only.
+  (`ML_INTERN_READ_DIRS`), read only;
+- `Settings.read_only_dirs` (a benchmark run's evaluator folder), read only: no write lands in one, even where it
+  overlaps the places above, except in the data directory when that lies inside it.
 
 `evals/` (the evaluation code, its held-out data and their manifest) is never writable. Anything else (`..`
 out of these places, absolute paths elsewhere, a symlink inside the workspace that leads out) is refused with
@@ -38,8 +40,18 @@ def writable_roots(ctx: ToolContext) -> list[Path]:
 
 def readable_roots(ctx: ToolContext) -> list[Path]:
     """The folders a tool may read from: the writable ones, the shipped eval data and the owner's read folders."""
-    extra = [Path(p).expanduser().resolve() for p in ctx.settings.extra_read_dirs]
+    extra = [Path(p).expanduser().resolve() for p in (*ctx.settings.extra_read_dirs, *ctx.settings.read_only_dirs)]
     return [*writable_roots(ctx), EVAL_DATA_DIR, *extra]
+
+
+def read_only_folder(ctx: ToolContext, path: Path) -> Path | None:
+    """The read-only folder (`Settings.read_only_dirs`) that holds `path`, or None; the data directory is exempt
+    when it lies inside one (a benchmark's working folder holds both its evaluator and our data)."""
+    data_dir = Path(ctx.settings.data_dir).expanduser().resolve()
+    for root in (Path(p).expanduser().resolve() for p in ctx.settings.read_only_dirs):
+        if _inside(path, [root]) and not (root in data_dir.parents and _inside(path, [data_dir])):
+            return root
+    return None
 
 
 def allowed_places(ctx: ToolContext, write: bool = False) -> str:
@@ -73,6 +85,9 @@ def resolve_inside(ctx: ToolContext, value: str | Path, purpose: str, write: boo
     if write and is_protected(path):
         raise ToolError(f"{purpose} {text!r} is inside evals/, which holds the evaluation code, its held-out data "
                         f"and their manifest: no tool writes there. Write in {allowed_places(ctx, write=True)}.")
+    if write and (folder := read_only_folder(ctx, path)) is not None:
+        raise ToolError(f"{purpose} {text!r} is inside {folder}, the evaluator's folder, which is read-only to every "
+                        f"tool. Write in {allowed_places(ctx, write=True)}.")
     if not _inside(path, writable_roots(ctx) if write else readable_roots(ctx)):
         what = "write to" if write else "read"
         raise ToolError(f"{purpose} {text!r} resolves to {path}, which tools may not {what}: files may go only in "

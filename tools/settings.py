@@ -51,6 +51,8 @@ class Settings:
     sandbox_processes: int = 32
     # Folders the owner lets tools read local datasets and models from, besides the workspace (tools/paths.py).
     extra_read_dirs: tuple[Path, ...] = ()
+    # Folders no tool may write in, even inside the places above (a benchmark's evaluator; outside the data dir).
+    read_only_dirs: tuple[Path, ...] = ()
 
     @classmethod
     def from_env(cls, **overrides) -> Settings:

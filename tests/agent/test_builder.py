@@ -4,12 +4,22 @@ keeps the latest reply."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import yaml
 from smolagents.local_python_executor import InterpreterError
-from smolagents.models import ChatMessage, ChatMessageStreamDelta, MessageRole
+from smolagents.models import ChatMessage, ChatMessageStreamDelta, MessageRole, agglomerate_stream_deltas
+from smolagents.monitoring import TokenUsage
 
-from agent.builder import AUTHORIZED_IMPORTS, PROMPTS_FILE, ObservedModel, build_agent, load_instructions
+from agent.builder import (
+    AUTHORIZED_IMPORTS,
+    PROMPTS_FILE,
+    STREAM_BATCH_S,
+    ObservedModel,
+    build_agent,
+    load_instructions,
+)
 from agent.config import AgentConfig
 from agent.models import ScriptedModel
 from agent.sandbox import SandboxExecutor
@@ -94,11 +104,33 @@ def test_observed_model_keeps_the_latest_reply_and_delegates_the_rest():
     assert observed.generate([]).content == "whole reply" and observed.last_output == "whole reply"
     stream = observed.generate_stream([])
     assert observed.last_output == "whole reply"  # a generator: nothing happens before the first piece is read
-    assert [delta.content for delta in stream] == ["Thought: ", None, "streamed"]
+    assert [delta.content for delta in stream] == ["Thought: ", "streamed"]  # the first at once, the rest joined
     assert observed.last_output == "Thought: streamed"
     assert observed.model_id == "stub"
     with pytest.raises(AttributeError):
         observed.no_such_attribute  # noqa: B018
+
+
+class PacedModel(WholeRepliesModel):
+    """Streams many small pieces with token counts, pausing once for longer than STREAM_BATCH_S."""
+
+    def generate_stream(self, messages, **kwargs):
+        for i in range(40):
+            if i == 20:
+                time.sleep(STREAM_BATCH_S * 1.5)
+            yield ChatMessageStreamDelta(content=f"{i} ", token_usage=TokenUsage(input_tokens=10 if i == 0 else 0,
+                                                                                output_tokens=1))
+
+
+def test_observed_model_joins_quick_stream_pieces_and_keeps_text_and_token_counts():
+    deltas = list(ObservedModel(PacedModel()).generate_stream([]))
+    pieces = [d.content for d in deltas]
+    assert pieces[0] == "0 " and "".join(pieces) == "".join(f"{i} " for i in range(40))
+    # the first piece after the pause goes on at once, with those held since the last one passed
+    assert any(piece.split()[-1] == "20" for piece in pieces)
+    assert len(pieces) <= 6  # 3 on a quiet machine: "0", "1" to "20", "21" to "39"
+    whole = agglomerate_stream_deltas(deltas)
+    assert (whole.token_usage.input_tokens, whole.token_usage.output_tokens) == (10, 40)
 
 
 def test_outputs_stream_only_when_the_backend_can_stream(settings, ledger):

@@ -33,7 +33,8 @@ def test_report_has_goal_target_scores_runs_cost_and_commands(ledger, build_expe
     ids = build_experiment(ledger)
     ledger.update_experiment(ids["experiment"], status="met", stop_reason="tiny_sentiment>=0.6 met by run 2",
                              budget_json='{"usd": 20, "hours": 10}')
-    report = build_report(ledger, ids["experiment"], llm_usd=1.5, user="local")
+    ledger.record_spend(None, ids["experiment"], "llm", 1.5, {"model": "claude-sonnet-5-5"}, user="local")
+    report = build_report(ledger, ids["experiment"], user="local")
 
     assert report.startswith(f"# ml-intern report: experiment {ids['experiment']}")
     assert "**Goal:** improve tiny on tiny_sentiment" in report
@@ -49,7 +50,7 @@ def test_report_has_goal_target_scores_runs_cost_and_commands(ledger, build_expe
     assert f"| {ids['failed']} | {ids['first']} | learning_rate 0.003 → 0.1 |" in report
     assert "failed: loss is nan" in report
     assert "- dataset 1: `/data/ds1` from raw/reviews (prompt-completion, 360 rows)" in report
-    assert "Training and evaluation jobs: $0.25 · LLM: $1.50 · total $1.75" in report
+    assert "Training and evaluation jobs: $0.25 · LLM: $1.50 · total $1.75 of the $20 budget" in report
     assert "uv run --script /runs/2/train.py" in report
     assert "python -m evals.runner --model /ckpt/2 --task tiny_sentiment" in report
     assert "Checkpoint: `/ckpt/2`" in report
@@ -78,6 +79,17 @@ def test_report_without_trained_evals(ledger):
     assert "Reproduce" not in report
     with pytest.raises(ValueError, match="no experiment 99"):
         build_report(ledger, 99, user="local")
+
+
+def test_report_shows_the_sessions_spend_with_holds_and_unpriced_calls(ledger):
+    session = ledger.create_session(user="local")
+    exp = ledger.create_experiment("look and train", session_id=session, user="local")
+    ledger.record_spend(session, None, "llm", 0.75, {"model": "claude-sonnet-5-5"}, user="local")  # before exp
+    ledger.record_spend(session, exp, "llm", 0.0, {"model": "qwen3:8b", "unpriced": True}, user="local")
+    ledger.record_spend(session, exp, "reserve", 5.0, {"job_id": "job-1"}, user="local")
+    report = build_report(ledger, exp, user="local")
+    assert ("Training and evaluation jobs: $0.00 · LLM: $0.75 (+ 1 call of unknown price) · held for running jobs: "
+            "$5.00 · total $5.75") in report
 
 
 def test_compare_says_when_a_gain_is_within_noise():

@@ -260,20 +260,22 @@ def errors_by_step(events) -> dict[int, str]:
     return {e.step: e.text for e in events if e.kind == "error"}
 
 
-@pytest.mark.parametrize("kill, what", [
-    (ESCAPE + "import os\nos._exit(3)", "The sandbox process exited with code 3."),
-    (ESCAPE + "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "The sandbox process was killed (Killed)."),
-    ("while True:\n    pass", "The sandbox process used up its 2s of CPU time and was stopped."),
-    (ESCAPE + "import time\ntime.sleep(60)", "The code action ran past 3s (time spent in tools not counted)"),
+# The CPU-limit case gets a wall clock far above its CPU limit, so that a busy machine cannot let the wall clock
+# end it first.
+@pytest.mark.parametrize("kill, what, wall_s", [
+    (ESCAPE + "import os\nos._exit(3)", "The sandbox process exited with code 3.", 3),
+    (ESCAPE + "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "The sandbox process was killed (Killed).", 3),
+    ("while True:\n    pass", "The sandbox process used up its 2s of CPU time and was stopped.", 60),
+    (ESCAPE + "import time\ntime.sleep(60)", "The code action ran past 3s (time spent in tools not counted)", 3),
 ], ids=["exit", "sigkill", "cpu-limit", "wall-clock"])
-def test_a_crashed_or_stopped_child_is_restarted_and_the_agent_is_told(tmp_path, kill, what):
+def test_a_crashed_or_stopped_child_is_restarted_and_the_agent_is_told(tmp_path, kill, what, wall_s):
     events = crash_session(tmp_path, [
         {"code": "x = 41\nprint(given)"},
         {"code": kill},
         {"code": "print(x)"},
         {"code": "print(given)"},
         {"final_answer": "recovered"},
-    ], sandbox_cpu_s=2, sandbox_timeout_s=3)
+    ], sandbox_cpu_s=2, sandbox_timeout_s=wall_s)
     errors = errors_by_step(events)
     assert what in errors[2] and "variables and functions defined by earlier code actions are lost" in errors[2]
     assert "x" in errors[3] and "is not defined" in errors[3]  # the state went with the old process

@@ -86,12 +86,29 @@ def test_settle_statuses(guard_ctx, ledger):
 
 def test_time_budget_and_llm_cost_count(guard_ctx):
     now = [0.0]
-    guard = RunGuard(guard_ctx, [], Budget(usd=1, hours=2), llm_cost=lambda: 0.4, clock=lambda: now[0])
+    guard = RunGuard(guard_ctx, [], Budget(usd=1, hours=2), clock=lambda: now[0])
     experiment = guard.start()
-    now[0] = guard_ctx.ledger.get_experiment(experiment, user="local")["created_at"] + 3600
+    started = guard_ctx.ledger.get_experiment(experiment, user="local")["created_at"]
+    assert guard_ctx.deadline == pytest.approx(started + 2 * 3600)  # tools stop waiting then
+    guard_ctx.ledger.record_spend(None, experiment, "llm", 0.4, {"model": "claude-sonnet-5-5"}, user="local")
+    now[0] = started + 3600
     assert guard.over_budget() is None and guard.spent()["usd"] == pytest.approx(0.4)
     now[0] += 3600
     assert guard.over_budget() == "time budget spent: 2.00 h of 2 h"
+
+
+def test_the_money_budget_counts_llm_calls_jobs_and_the_holds_of_running_jobs(guard_ctx):
+    guard = RunGuard(guard_ctx, [], Budget(usd=20))
+    experiment = guard.start()
+    ledger = guard_ctx.ledger
+    ledger.record_spend(None, experiment, "llm", 3.0, user="local")
+    ledger.record_spend(None, experiment, "train", 2.0, {"job_id": "j1"}, user="local")
+    ledger.record_spend(None, experiment, "reserve", 14.0, {"job_id": "j2"}, user="local")
+    assert guard.over_budget() is None
+    assert guard.spent() | {"hours": 0} == {"llm_usd": 3.0, "jobs_usd": 2.0, "reserved_usd": 14.0, "total_usd": 19.0,
+                                            "unpriced_calls": 0, "usd": 19.0, "hours": 0}
+    ledger.record_spend(None, experiment, "llm", 1.5, user="local")
+    assert guard.over_budget() == "budget spent: $20.50 of $20, $14.00 of it held for running jobs"
 
 
 def test_budget_guard_stops_the_agent_and_records_why(tmp_path, settings, ledger):
@@ -151,7 +168,7 @@ def test_budget_counts_evaluation_jobs_and_cancels_running_ones(guard_ctx, ledge
     experiment = guard.start()
     ledger.create_run("lighteval", "me/ckpt", "gsm8k|5", experiment_id=experiment, kind="eval", status="completed",
                       cost_usd=25.0, user="local")
-    assert guard.spent()["runs_usd"] == 25.0
+    assert guard.spent()["jobs_usd"] == 25.0
     sleeper = tmp_path / "sleep.py"
     sleeper.write_text("import time\ntime.sleep(120)\n")
     job_id = guard_ctx.jobs.submit(sleeper, run_id=None)
@@ -163,3 +180,33 @@ def test_budget_counts_evaluation_jobs_and_cancels_running_ones(guard_ctx, ledge
     assert guard.stop_reason == "budget spent: $25.00 of $20"
     assert ledger.get_run(running, user="local")["status"] == "canceled"
     assert guard_ctx.jobs.status(job_id).stage == "canceled"
+
+
+def test_auto_approve_never_submits_past_the_cap(tmp_path, data_dir, ledger, read_dirs):
+    """The issue's reproduction: `--budget-usd 1` with auto-approve let five a100-large jobs be submitted."""
+    from tests.fakes.jobs_api import serve_jobs_api
+    from tools.settings import Settings
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump([{"thought": "Train five variants at once.", "code": (
+        "for i in range(5):\n"
+        "    run = write_training_script(model='Qwen/Qwen3-0.6B', dataset='trl-lib/Capybara', "
+        "hub_model_id='fake-user/sft-' + str(i))\n"
+        "    try:\n"
+        "        submit_job(run_id=run['run_id'], flavor='a100-large')\n"
+        "    except Exception as err:\n"
+        "        print('refused:', str(err)[:200])\n")}, {"thought": "Stop.", "final_answer": "refused"}]))
+    server = serve_jobs_api(token="hf_canary_cap_123")
+    try:
+        settings = Settings(data_dir=data_dir, hf_endpoint=server.url, hf_token="hf_canary_cap_123",
+                            compute_backend="hf-jobs", extra_read_dirs=read_dirs)
+        config = AgentConfig(backend="scripted", model_id="scripted", scripted_plan=plan, settings=settings,
+                             auto_approve=True)
+        session = Session(config, ledger=ledger, budget=Budget(usd=1))
+        events = list(session.run("train five variants"))
+    finally:
+        server.close()
+    output = "".join(e.text for e in events if e.kind == "tool_result")
+    assert output.count("refused:") == 5 and "may cost $5.00" in output and "$1.00 budget" in output
+    assert [r for r in server.requests if r.method == "POST"] == []
+    assert session.ctx.ledger.session_spend(session.id, user="local")["total_usd"] == 0.0

@@ -48,18 +48,21 @@ def test_an_approval_waits_alone_and_is_answered_through_its_endpoint(launched):
     blocks, jobs = launched
     waiting, other = Client(blocks.local_url, verbose=False), Client(blocks.local_url, verbose=False)
 
-    waiting_chat, _ = waiting.predict("first goal", [], api_name="/chat")
-    assert "Approve submit_job?" in last_message(waiting_chat), "the chat event ends at the approval request"
+    waiting_chat = waiting.predict("first goal", [], api_name="/chat")[0]
+    assert "Approve" in last_message(waiting_chat) and "a10g-small" in last_message(waiting_chat), \
+        "the chat event ends at the approval request"
 
     started = time.monotonic()
-    chat, _ = other.predict("second goal", [], api_name="/chat")
-    assert "Approve submit_job?" in last_message(chat)
-    rest, note = other.predict(chat, api_name="/approve")
-    assert (note, last_message(rest)) == ("Approved.", "submitted")
+    chat = other.predict("second goal", [], api_name="/chat")[0]
+    assert "a10g-small" in last_message(chat)
+    answered = other.predict(chat, api_name="/approve")
+    rest, note = answered[0], answered[-1]
+    assert note == "Approved." and "submitted" in map(text_of, rest)
     assert time.monotonic() - started < 60
     assert len([r for r in jobs.requests if r.method == "POST"]) == 1, "only the approved job was submitted"
 
-    rest, note = waiting.predict(waiting_chat, api_name="/reject")
+    answered = waiting.predict(waiting_chat, "", api_name="/reject")
+    rest, note = answered[0], answered[-1]
     assert note == "Rejected." and "did not approve" in " ".join(map(text_of, rest))
     assert len([r for r in jobs.requests if r.method == "POST"]) == 1
-    assert other.predict([], api_name="/approve")[1] == "Nothing is waiting for approval."
+    assert other.predict([], api_name="/approve")[-1] == "Nothing is waiting for approval."

@@ -1,7 +1,7 @@
 """How the app renders the event stream as chat messages."""
 
 from agent.events import Event
-from app import render_event
+from ui.render import render_event
 
 
 def test_steps_render_as_collapsible_messages_that_finish():
@@ -28,7 +28,7 @@ def test_approval_requests_are_shown_with_their_cost():
     messages = []
     render_event(Event("approval", "Approve submit_job?", data={"action": "submit_job", "max_cost_usd": 2.5}),
                  messages)
-    assert "max_cost_usd=2.5" in messages[0].content and "Approve" in messages[0].content
+    assert "at most **$2.50**" in messages[0].content and "Approve" in messages[0].content
 
 
 def test_repeated_job_polls_update_one_message():

@@ -12,6 +12,8 @@ import pytest
 
 import app
 from agent.config import visitor_endpoints_allowed
+from ui.identity import config_for
+from ui.settings import save_settings
 
 EVIL = "http://127.0.0.1:9/collect/v1"
 OWNERS = "http://127.0.0.1:11434/v1"
@@ -28,7 +30,7 @@ def space(monkeypatch, data_dir):
 
 
 def save(openai_url: str = "", model_id: str = "qwen3:8b", backend: str = "openai-compatible"):
-    return app.save_settings(backend, model_id, "", "", "", "local", openai_url)
+    return save_settings(backend, model_id, "", "", "", "local", openai_url)
 
 
 def field(blocks: gr.Blocks, label: str) -> gr.Textbox:
@@ -52,19 +54,19 @@ def test_a_typed_base_url_is_refused_on_a_space_and_the_note_says_what_the_owner
     prefs, note = save(EVIL)
     assert "openai_base_url" not in prefs and prefs["model_id"] == "qwen3:8b"
     assert "Not saved: OpenAI-compatible base URL." in note and "ML_INTERN_ALLOW_VISITOR_ENDPOINTS=1" in note
-    config = app._config({**prefs, "openai_base_url": EVIL})  # even a crafted state cannot set one
+    config = config_for({**prefs, "openai_base_url": EVIL})  # even a crafted state cannot set one
     assert (config.backend, config.model_id, config.openai_base_url) == ("openai-compatible", "qwen3:8b", OWNERS)
 
 
 def test_the_owners_own_url_saves_without_complaint(space):
     prefs, note = save(OWNERS)
-    assert "Not saved" not in note and app._config(prefs).openai_base_url == OWNERS
+    assert "Not saved" not in note and config_for(prefs).openai_base_url == OWNERS
 
 
 def test_a_url_as_the_model_id_is_refused_on_a_space(space):
     prefs, note = save(model_id=EVIL, backend="hf-inference")
     assert "model_id" not in prefs and "Not saved: Model id." in note
-    config = app._config({**prefs, "model_id": EVIL})
+    config = config_for({**prefs, "model_id": EVIL})
     assert config.backend == "hf-inference" and "://" not in config.model_id
 
 
@@ -80,7 +82,7 @@ def test_where_the_owner_allows_it_a_visitor_sets_both(space):
     space.setenv("ML_INTERN_ALLOW_VISITOR_ENDPOINTS", "1")
     prefs, note = save(EVIL, model_id="https://my-endpoint.example/v1")
     assert "Not saved" not in note
-    config = app._config(prefs)
+    config = config_for(prefs)
     assert (config.openai_base_url, config.model_id) == (EVIL, "https://my-endpoint.example/v1")
     url = field(app.build_app(), "OpenAI-compatible base URL")
     assert url.interactive is not False and not url.info

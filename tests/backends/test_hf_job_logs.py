@@ -1,10 +1,13 @@
 """HfJobLogReader against the fake Jobs API: the event-stream parsing, incremental de-duplicated reads,
-reconnects after drops, 429/5xx and time-outs, the on-disk cache across restarts, and the end of a log."""
+reconnects after drops, 429/5xx and time-outs, the on-disk cache across restarts, and the end of a log;
+TRL Trainer log lines in the stream becoming metric series, and a stream gone quiet read as a stall."""
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from huggingface_hub.errors import HfHubHTTPError
@@ -13,8 +16,13 @@ from tests.fakes.jobs_api import RUNNING_PLAN, TRAINING_LOG, serve_jobs_api
 from tools.backends.hf_job_logs import HfJobLogReader
 from tools.backends.hub import hf_api
 from tools.backends.jobs import HfJobsBackend
+from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.settings import Settings
+from tools.training.diagnosis import DiagnoseRunTool
+from tools.training.jobs import JobStatusTool
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "logs"
 
 TOKEN = "hf_canary_log_reader_5e6f7a"
 UNKNOWN_JOB = "0123456789abcdef01234567"
@@ -165,3 +173,37 @@ def test_logs_survive_a_restart_and_stop_once_the_job_ended(jobs_api, settings_f
     assert HfJobsBackend(settings_for).logs(job_id, tail=1) == "late line"
     assert len(log_requests(jobs_api, job_id)) == asked
     assert (data_dir / "jobs" / job_id / "hf_log.complete").exists()
+
+
+def trl_job(jobs_api, settings, ledger, fixture: str, method: str, started_ago_s: float = 0.0):
+    """A running HF job whose event stream carries a TRL fixture log, one event per line (tqdm's carriage
+    returns stay inside the events, as the platform forwards them), and its ledger run."""
+    lines = (FIXTURES / f"{fixture}.txt").read_bytes().decode().removesuffix("\n").split("\n")
+    job_id = start_job(jobs_api, settings, {"stages": [("RUNNING", None)], "logs": lines})
+    jobs_api.state["jobs"][job_id]["created"] -= timedelta(seconds=started_ago_s)
+    ctx = ToolContext(settings=settings, ledger=ledger, jobs=HfJobsBackend(settings))
+    run_id = ledger.create_run(method, "Qwen/Qwen3-0.6B", "openai/gsm8k", config={"logging_steps": 10},
+                               job_id=job_id, status="running", backend="hf-jobs", user="local")
+    return ctx, job_id, run_id, lines
+
+
+def test_trl_log_lines_from_the_event_stream_become_metric_series(jobs_api, settings_for, ledger):
+    ctx, job_id, run_id, lines = trl_job(jobs_api, settings_for, ledger, "trl_grpo_collapse", "grpo")
+    assert any("\r" in line for line in lines)
+    status = JobStatusTool(ctx)(job_id=job_id)
+    assert status["stage"] == "running" and status["progress"]["max_steps"] == 200
+    assert status["progress"]["step"] == 200 and status["latest_metrics"]["frac_reward_zero_std"] == 0.97
+    series = ledger.metric_series(run_id, user="local")
+    assert [s for s, _ in series["reward"]] == list(range(10, 201, 10))
+    assert max(v for _, v in series["reward"]) == pytest.approx(0.5568, abs=1e-4) and series["reward"][-1][1] < 0.03
+    diagnosis = DiagnoseRunTool(ctx)(run_id=run_id)
+    assert diagnosis["failure"] == "reward_collapse" and "frac_reward_zero_std" in diagnosis["evidence"][1]
+    created = jobs_api.state["jobs"][job_id]["created"].timestamp()
+    assert ctx.jobs.last_output_at(job_id) == pytest.approx(created + len(lines))  # the newest event's timestamp
+
+
+def test_a_job_whose_stream_went_quiet_is_stalled(jobs_api, settings_for, ledger):
+    ctx, job_id, run_id, _ = trl_job(jobs_api, settings_for, ledger, "trl_sft_stalled", "sft", started_ago_s=7200)
+    diagnosis = DiagnoseRunTool(ctx)(run_id=run_id)
+    assert diagnosis["failure"] == "stalled" and diagnosis["evidence"][0].startswith("no log output for 120 minutes")
+    assert "step 42 of 200" in diagnosis["evidence"][1]

@@ -4,6 +4,7 @@ and the push to the fake Hub (repo creation, dataset card, commit, token handlin
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -142,7 +143,9 @@ def test_gsm8k_style_to_prompt_only_extracts_the_final_answer(hub, settings, led
 
     out, _ = reformat(hub, settings, ledger, dataset=str(path), target_format="messages")
     kept = read_jsonl(settings.data_dir / "datasets" / "gsm8k-messages" / "train.jsonl")[0]["messages"][1]
-    assert kept == {"role": "assistant", "content": GSM8K[0]["answer"]}  # "#### 72" kept for SFT
+    # calculator annotations removed, the "#### 72" final-answer line kept for SFT
+    assert kept == {"role": "assistant", "content": "In May she sold 48/2 = 24 clips.\nIn total 48+24 = 72.\n#### 72"}
+    assert out["fixed"] == {"annotations_stripped": 1}
 
 
 def test_extract_answer():
@@ -321,4 +324,138 @@ def test_tool_validates_under_smolagents(hub, settings, ledger):
     tool = ReformatDatasetTool(make_ctx(hub, settings, ledger))
     assert tool.name == "reformat_dataset" and tool.output_type == "object"
     assert list(tool.inputs) == ["dataset", "target_format", "column_map", "system_prompt", "filter_min_chars",
-                                 "max_rows", "test_size", "split", "push_to_hub", "hub_dataset_id", "config"]
+                                 "max_rows", "test_size", "split", "push_to_hub", "hub_dataset_id", "config",
+                                 "decontaminate", "allow_eval_split"]
+
+
+# Issue 13: evaluation splits, annotations, turn order, implicit prompts, capitalised columns, multiple choice.
+# Fixtures in tests/fixtures/data/ (real column names and quirks) and the fake Hub's openai/gsm8k
+# (tests/fixtures/hub/viewer_gsm8k.json: GSM8K's shape, config main, train and test).
+DATA = Path(__file__).parent.parent / "fixtures" / "data"
+
+
+def test_an_evaluation_split_is_refused_unless_overridden_and_the_override_is_recorded(hub, settings, ledger):
+    with pytest.raises(ToolError, match=r"Refused: openai/gsm8k split 'test' is evaluation data of the benchmark "
+                                        r"'gsm8k' \(evals/catalogue.py.*allow_eval_split=True"):
+        reformat(hub, settings, ledger, dataset="openai/gsm8k", config="main", split="test", target_format="messages")
+    with pytest.raises(ToolError, match=r"Refused: split 'test' of ml-intern-fixtures/preference-pairs is named as "
+                                        "held-out test data"):
+        reformat(hub, settings, ledger, dataset=PREFERENCE, split="test", target_format="preference")
+    assert ledger.get_dataset(1, user="local") is None and not (settings.data_dir / "datasets").exists()
+
+    out, _ = reformat(hub, settings, ledger, dataset="openai/gsm8k", config="main", split="test",
+                      target_format="messages", allow_eval_split=True)
+    assert out["rows"] == 20 and any("allow_eval_split=True, recorded in the ledger" in n for n in out["notes"])
+    transform = json.loads(ledger.get_dataset(out["dataset_id"], user="local")["transform_json"])
+    assert transform["eval_split_override"] == {
+        "allow_eval_split": True, "reason": "openai/gsm8k split 'test' is evaluation data of the benchmark 'gsm8k' "
+                                            "(evals/catalogue.py: it evaluates on split 'test')"}
+    train, _ = reformat(hub, settings, ledger, dataset="openai/gsm8k", config="main", target_format="messages")
+    assert "eval_split_override" not in json.loads(ledger.get_dataset(train["dataset_id"],
+                                                                      user="local")["transform_json"])
+
+
+def test_gsm8k_annotations_are_stripped_and_the_final_answer_line_fits_the_target(hub, settings, ledger):
+    out, _ = reformat(hub, settings, ledger, dataset="openai/gsm8k", config="main", target_format="prompt-completion")
+    rows = read_jsonl(Path(out["path"]) / "train.jsonl")
+    assert out["fixed"] == {"annotations_stripped": 24} and not any("<<" in r["completion"] for r in rows)
+    assert rows[0]["completion"] == ("Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips altogether "
+                                     "in April and May.\n#### 72")
+    grpo, _ = reformat(hub, settings, ledger, dataset="openai/gsm8k", config="main", target_format="prompt-only")
+    first = read_jsonl(Path(grpo["path"]) / "train.jsonl")[0]
+    assert first == {"prompt": rows[0]["prompt"], "answer": "72"}  # the answer column, no solution text
+
+
+def test_sharegpt_turn_order_is_fixed_or_the_row_dropped_with_counts(hub, settings, ledger):
+    out, _ = reformat(hub, settings, ledger, dataset=str(DATA / "sharegpt_malformed.jsonl"), target_format="messages")
+    assert out["fixed"] == {"leading_assistant_dropped": 1, "cut_at_repeated_role": 1, "cut_at_empty_turn": 1}
+    # (human, human, gpt), an empty first human turn, and (gpt, gpt) leave nothing trainable
+    assert out["dropped"] == {"bad_turn_order": 3} and out["rows"] == 5
+    rows = read_jsonl(Path(out["path"]) / "train.jsonl")
+    for row in rows:
+        spoken = [m["role"] for m in row["messages"] if m["role"] != "system"]
+        assert spoken[0] == "user" and spoken[-1] == "assistant" and all(m["content"].strip() for m in row["messages"])
+        assert all(a != b for a, b in zip(spoken, spoken[1:], strict=False))
+    assert rows[1]["messages"][0] == {"role": "user", "content": "Explain what a tokenizer does."}  # greeting dropped
+    assert [m["content"] for m in rows[3]["messages"]] == ["Translate 'thank you' to German.", "Danke."]
+    assert "1 conversations opened with the assistant: those opening turns were dropped." in out["notes"]
+    transform = json.loads(ledger.get_dataset(out["dataset_id"], user="local")["transform_json"])
+    assert transform["fixed"] == out["fixed"] and transform["dropped"] == out["dropped"]
+
+
+def test_implicit_prompt_preference_pairs_are_kept_as_they_are(hub, settings, ledger):
+    source = read_jsonl(DATA / "ultrafeedback_implicit.jsonl")
+    out, _ = reformat(hub, settings, ledger, dataset=str(DATA / "ultrafeedback_implicit.jsonl"),
+                      target_format="preference")
+    rows = read_jsonl(Path(out["path"]) / "train.jsonl")
+    assert rows == [{"chosen": r["chosen"], "rejected": r["rejected"]} for r in source]  # no prompt added twice
+    assert out["fixed"] == {"implicit_prompt_kept": 4}
+    assert any("the 'prompt' column not added" in n for n in out["notes"])
+    explicit, _ = reformat(hub, settings, ledger, dataset=PREFERENCE, target_format="preference")
+    assert explicit["fixed"] == {} and read_jsonl(Path(explicit["path"]) / "train.jsonl")[1]["prompt"] == \
+        "What is 17 * 3?"
+
+
+def test_gpqa_capitalised_columns_become_shuffled_lettered_prompts_with_balanced_answers(hub, settings, ledger):
+    source = read_jsonl(DATA / "gpqa_style.jsonl")
+    out, _ = reformat(hub, settings, ledger, dataset=str(DATA / "gpqa_style.jsonl"), target_format="prompt-completion")
+    assert out["source_shape"] == "multiple-choice"
+    assert out["columns"] == {"prompt": "Question", "correct": "Correct Answer",
+                              "incorrect": ["Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]}
+    record = out["multiple_choice"]
+    assert record["answer_positions_before"] == {"A": 8}  # the right answer always in one column
+    assert record["answer_positions_after"] == {"A": 2, "B": 2, "C": 2, "D": 2}
+    rows = read_jsonl(Path(out["path"]) / "train.jsonl")
+    for row, src in zip(rows, source, strict=True):
+        question, options, instruction = row["prompt"].split("\n\n")
+        assert question == src["Question"] and instruction == "Answer with the letter of the correct option."
+        lettered = dict(line.split(". ", 1) for line in options.splitlines())
+        assert list(lettered) == ["A", "B", "C", "D"]
+        assert lettered[row["completion"]] == src["Correct Answer"]
+        assert sorted(lettered.values()) == sorted([src["Correct Answer"]] + [src[f"Incorrect Answer {i}"]
+                                                                             for i in (1, 2, 3)])
+    again, _ = reformat(hub, settings, ledger, dataset=str(DATA / "gpqa_style.jsonl"),
+                        target_format="prompt-completion")
+    assert read_jsonl(Path(again["path"]) / "train.jsonl") == rows  # seeded
+    transform = json.loads(ledger.get_dataset(out["dataset_id"], user="local")["transform_json"])
+    assert transform["multiple_choice"]["seed"] == 42
+
+
+def test_mmlu_choices_and_index_answers_to_messages_and_prompt_only(hub, settings, ledger):
+    source = read_jsonl(DATA / "mmlu_style.jsonl")
+    out, _ = reformat(hub, settings, ledger, dataset=str(DATA / "mmlu_style.jsonl"), target_format="messages")
+    assert out["columns"] == {"prompt": "question", "choices": "choices", "completion": "answer"}
+    assert sorted(out["multiple_choice"]["answer_positions_after"].values()) == [2, 2, 2, 2]
+    for row, src in zip(read_jsonl(Path(out["path"]) / "train.jsonl"), source, strict=True):
+        user, assistant = row["messages"]
+        options = dict(line.split(". ", 1) for line in user["content"].split("\n\n")[1].splitlines())
+        assert options[assistant["content"]] == src["choices"][src["answer"]]
+    grpo, _ = reformat(hub, settings, ledger, dataset=str(DATA / "mmlu_style.jsonl"), target_format="prompt-only")
+    assert {r["answer"] for r in read_jsonl(Path(grpo["path"]) / "train.jsonl")} <= set("ABCD")
+    with pytest.raises(ToolError, match="target_format='preference' needs a 'chosen' column"):
+        reformat(hub, settings, ledger, dataset=str(DATA / "gpqa_style.jsonl"), target_format="preference")
+
+
+def test_column_names_are_matched_case_insensitively(hub, settings, ledger, tmp_path):
+    path = write_jsonl(tmp_path / "caps.jsonl", [{"Question": "What is the capital of France?", "Answer": "Paris"},
+                                                 {"Question": "Largest planet?", "Answer": "Jupiter"}])
+    out, _ = reformat(hub, settings, ledger, dataset=str(path), target_format="prompt-completion")
+    assert out["columns"] == {"prompt": "Question", "completion": "Answer"}
+    assert read_jsonl(Path(out["path"]) / "train.jsonl")[1] == {"prompt": "Largest planet?", "completion": "Jupiter"}
+
+
+def test_decontaminate_drops_only_the_copies_of_eval_items_and_says_how_many(hub, settings, ledger):
+    mix = read_jsonl(DATA / "contamination_mix.jsonl")
+    out, _ = reformat(hub, settings, ledger, dataset=str(DATA / "contamination_mix.jsonl"),
+                      target_format="prompt-completion", decontaminate="gsm8k")
+    assert out["rows"] == 22 and out["dropped"] == {"contaminated": 10}
+    kept = {r["prompt"] for r in read_jsonl(Path(out["path"]) / "train.jsonl")}
+    assert kept == {r["prompt"] for r in mix if r["origin"].endswith("template only")}
+    assert any(n.startswith("Decontamination against gsm8k (test split, 20 items): dropped 10 rows")
+               for n in out["notes"])
+    record = json.loads(ledger.get_dataset(out["dataset_id"], user="local")["transform_json"])["decontamination"]
+    assert (record["dataset"], record["split"], record["eval_column"]) == ("openai/gsm8k", "test", "question")
+    assert record["levels"] == {"exact": 4, "normalised": 3, "fuzzy": 3} and record["rows_dropped"] == 10
+    control, _ = reformat(hub, settings, ledger, dataset="openai/gsm8k", config="main", target_format="messages",
+                          decontaminate="gsm8k")  # its own train split: nothing to drop
+    assert control["rows"] == 24 and "contaminated" not in control["dropped"]

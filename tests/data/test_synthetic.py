@@ -170,10 +170,10 @@ def test_examples_copied_from_the_eval_set_are_dropped(tool, ledger):
                                  {"role": "assistant", "content": evals[10]["label"]}]})
     out = tool(spec=SPEC, examples=[*CLEAN, *planted], eval_dataset="evals/data/tiny_sentiment", min_examples=3)
     assert out["rows"] == 3 and out["dropped"] == {"invalid": 0, "duplicates": 0, "contaminated": 4}
-    assert out["problems"] == [f"example {i}: shares an 8-word sequence with the eval set (dropped)"
-                               for i in range(3, 7)]
+    assert out["problems"] == [f"example {i}: holds eval row {row} ({level} copy; dropped)" for i, row, level in
+                               [(3, 0, "exact"), (4, 1, "exact"), (5, 2, "exact"), (6, 10, "normalised")]]
     assert saved_rows(out) == CLEAN
-    assert "4 examples overlapped the eval set 'test' split" in out["notes"][0]
+    assert "4 examples copied items of the eval set 'test' split" in out["notes"][0]
     transform = json.loads(ledger.get_dataset(out["dataset_id"], user="local")["transform_json"])
     assert transform["contamination"]["examples_dropped"] == 4 and transform["contamination"]["split"] == "test"
     assert transform["contamination"]["eval_texts"] == 2 * len(evals)  # review and label of every row

@@ -301,6 +301,8 @@ def test_evaluation_as_an_hf_job_on_a_gpu_flavor(tmp_path, data_dir, ledger, tin
         job = tool(model="me/tiny-base", task="tiny_sentiment", is_baseline=True, as_job=True, flavor="a10g-small")
         [created] = server.state["jobs"].values()
         assert created["spec"]["flavor"] == "a10g-small" and set(created["spec"]["secrets"]) == {"HF_TOKEN"}
+        held = ledger.session_spend(None, user="local")["reserved_usd"]
+        assert held == pytest.approx(0.016667 * 60 * 3)  # the most 3 hours on a10g-small can cost, until it ends
         script = base64.b64decode(created["spec"]["environment"]["ML_INTERN_SCRIPT_B64"]).decode()
         assert '"lighteval[vllm]==0.13.0"' in script and CANARY not in script
         argv = json.loads(re.search(r"^ARGV = (.*)$", script, re.M).group(1))
@@ -319,6 +321,8 @@ def test_evaluation_as_an_hf_job_on_a_gpu_flavor(tmp_path, data_dir, ledger, tin
             "eval", "hf-jobs", "a10g-small", "completed")
         assert eval_run["cost_usd"] == pytest.approx(2 * 0.016667, rel=1e-3)
         assert ledger.experiment_cost(ctx.experiment_id, user="local") == eval_run["cost_usd"]
+        spend = ledger.session_spend(None, user="local")
+        assert (spend["jobs_usd"], spend["reserved_usd"]) == (eval_run["cost_usd"], 0.0)
 
         server.state["plan"] = {**server.state["plan"], "logs": _runner_log(tiny_model_dir, tmp_path / "r2",
                                                                             "me/tiny-sft")}

@@ -12,12 +12,22 @@ characters / 4). Errors use the API's JSON shape: a wrong key gets 401 (the key 
 `x-api-key` or, as anthropic 2.14 sends it, `Authorization: Bearer`); the state keys
 `rate_limit_next` (how many requests get 429 with `retry-after`) and `fail` ((status, type,
 message) for every request) script the rest.
+
+A reply can also be a scripted fault, as the real API and the networks in front of it fail:
+`{"status": 529, "error": "overloaded_error", "message": ..., "retry_after": "0.2"}` answers with
+that error (retry-after optional); `{"hang_s": 30}` takes the request and sends nothing for that long;
+a streamed reply with `"cut_after": N` sends N text chunks and then drops the connection mid-body
+(`"cut": "close"` ends the body cleanly instead, still without `message_stop`); `"error_after": N`
+sends N chunks and then an `error` event (`"error": "overloaded_error"` by default) as the API does
+when it fails mid-stream; `"stall_after": N, "stall_s": S` goes silent for S seconds after N chunks.
+Streams use chunked transfer encoding, as the real API's do.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 
 from tests.fakes.server import FakeHandler, FakeServer, route, serve
 
@@ -33,16 +43,38 @@ class AnthropicHandler(FakeHandler):
         body = {"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_fake_error"}
         self.send_json(body, status=status, headers={"request-id": "req_fake_error", **(headers or {})})
 
-    def send_events(self, events: list[dict]) -> None:
+    def send_events(self, events: list[dict], fault: dict | None = None) -> None:
+        """Server-sent events in chunked encoding; `fault` (from the reply) breaks the stream mid-way."""
+        fault = fault or {}
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Connection", "close")
         self.end_headers()
-        for event in events:
-            self.wfile.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
-            self.wfile.flush()
         self.close_connection = True
+        deltas = 0
+        for event in events:
+            if event["type"] == "content_block_delta":
+                if deltas == fault.get("stall_after"):
+                    time.sleep(fault.get("stall_s", 30))
+                if deltas == fault.get("error_after"):
+                    kind = fault.get("error", "overloaded_error")
+                    event = {"type": "error", "error": {"type": kind, "message": fault.get("message", "Overloaded")}}
+                    self.write_chunk(f"event: error\ndata: {json.dumps(event)}\n\n")
+                    break
+                if deltas == fault.get("cut_after"):
+                    if fault.get("cut") == "close":
+                        break
+                    return self.connection.shutdown(2)  # the body stops mid-way: no closing chunk
+                deltas += 1
+            self.write_chunk(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
+        self.write_chunk("")
+
+    def write_chunk(self, text: str) -> None:
+        data = text.encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
 
     def cache_usage(self, body: dict) -> dict:
         """Simulated prompt caching: read the longest cached prefix, write up to the last breakpoint."""
@@ -84,6 +116,14 @@ class AnthropicHandler(FakeHandler):
             return self.send_error_json(500, "api_error", "the fake Anthropic API has no scripted reply left")
         reply = replies.pop(0)
         reply = {"text": reply} if isinstance(reply, str) else reply
+        if "hang_s" in reply:  # an endpoint that takes the request and never answers
+            time.sleep(reply["hang_s"])
+            self.close_connection = True
+            return
+        if "status" in reply:
+            retry = {"retry-after": reply["retry_after"]} if "retry_after" in reply else {}
+            return self.send_error_json(reply["status"], reply.get("error", "api_error"),
+                                        reply.get("message", "Internal server error"), headers=retry)
         text, stop_reason, stop_sequence = reply["text"], reply.get("stop_reason", "end_turn"), None
         hits = [(text.find(s), s) for s in body.get("stop_sequences") or [] if s in text]
         if hits:
@@ -107,7 +147,7 @@ class AnthropicHandler(FakeHandler):
             + [{"type": "content_block_stop", "index": 0},
                {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
                 "usage": {"output_tokens": usage["output_tokens"]}},
-               {"type": "message_stop"}])
+               {"type": "message_stop"}], fault=reply)
 
 
 def start_fake_anthropic(replies: list[str | dict] | None = None, **state) -> FakeServer:

@@ -3,8 +3,9 @@
 Replies come from recorded real-shaped files in tests/fixtures/papers/:
 - `arxiv_feed.xml`: an Atom feed as `export.arxiv.org/api/query` returns it; the fake keeps the entries
   that match the query (every `all:` word in title or summary, `cat:` among the categories,
-  `submittedDate:[A TO B]` around `published`), sorts them (`sortBy=submittedDate` newest first),
-  pages with `start`/`max_results` and rewrites the opensearch totals, leaving the entry XML as recorded;
+  `submittedDate:[A TO B]` around `published`) and are among `id_list` when one is given, sorts them
+  (`sortBy=submittedDate` newest first), pages with `start`/`max_results` and rewrites the opensearch
+  totals, leaving the entry XML as recorded;
 - `arxiv_error.xml`: the Atom error feed arXiv answers (HTTP 400) for a negative max_results;
 - `html_<id>v<n>.html`: a paper's LaTeXML HTML; `/html/<id>` and `/html/<id>v<n>` serve it,
   anything else answers arxiv.org's 404 page.
@@ -70,7 +71,9 @@ class FakeArxivHandler(FakeHandler):
             return
         feed = (FIXTURES / "arxiv_feed.xml").read_text()
         clauses = [c.strip() for c in self.query.get("search_query", "").split(" AND ") if c.strip()]
-        blocks = [b for b in ENTRY.findall(feed) if all(matches(entry_fields(b), c) for c in clauses)]
+        ids = [i.strip() for i in self.query.get("id_list", "").split(",") if i.strip()]
+        blocks = [b for b in ENTRY.findall(feed) if all(matches(entry_fields(b), c) for c in clauses)
+                  and (not ids or any(f"/abs/{i}" in b for i in ids))]
         if self.query.get("sortBy") == "submittedDate":
             blocks.sort(key=lambda b: entry_fields(b)["published"], reverse=True)
         page = blocks[start:start + size]

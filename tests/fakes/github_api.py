@@ -5,6 +5,8 @@ Replies come from recorded real-shaped JSON in tests/fixtures/github/:
   name, path, sha, url, git_url, html_url, repository{full_name, ...}, score, text_matches);
 - `contents.json`: `GET /repositories/{id}/contents/{path}` (or `/repos/{owner}/{name}/...`) replies
   keyed "{id}/{path}", base64 `content` (empty with encoding "none" for a file over 1 MB, as GitHub does);
+- `search_repositories.json`: a `GET /search/repositories` reply (items with full_name, description,
+  stargazers_count, topics...); every query word must occur in full_name, description or topics;
 - `errors.json`: GitHub's real error bodies.
 
 Behaviour copied from GitHub: code search answers 401 "Requires authentication" without a token
@@ -13,7 +15,8 @@ no token); `repo:` qualifiers (ORed) and `path:`
 filter the items, every other word must occur in the file; `per_page` pages. URLs in replies point
 back at this server. state["rate_limited"] = n makes the next n searches answer 403 with
 x-ratelimit-remaining 0 and x-ratelimit-reset state["reset_in"] seconds ahead (default 1); the
-query word `malformedjson` gets a body that is not JSON; `contents_rate_limited` fails contents.
+query word `malformedjson` gets a body that is not JSON; `contents_rate_limited` fails contents;
+a `repo:` among state["unsearchable"] answers 422, as GitHub does for a repository that is gone or not indexed.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class GitHubHandler(FakeHandler):
         if "malformedjson" in words:
             return self.send_text('{"total_count": 1, "items": [', content_type="application/json")
         repos = {w[5:] for w in words if w.startswith("repo:")}
+        if repos & set(self.state.get("unsearchable", ())):
+            return self.send_json(load("errors.json")["repo_not_searchable"], status=422)
         paths = [w[5:] for w in words if w.startswith("path:")]
         terms = [w.strip('"').lower() for w in words if ":" not in w]
         if not terms:
@@ -88,6 +93,20 @@ class GitHubHandler(FakeHandler):
         per_page = int(self.query.get("per_page", 30))
         self.send_json(self.local({"total_count": len(items), "incomplete_results": False,
                                    "items": items[:per_page]}))
+
+    @route("GET", r"/search/repositories")
+    def search_repositories(self):
+        error = self.auth_error() if "Authorization" in self.headers else None  # works without a token too
+        if error:
+            return self.send_json(error, status=401)
+        if self.rate_limit("rate_limited"):
+            return None
+        terms = [w.strip('"').lower() for w in self.query.get("q", "").split() if ":" not in w]
+        items = [item for item in load("search_repositories.json")["items"]
+                 if all(t in f"{item['full_name']} {item['description']} {' '.join(item['topics'])}".lower()
+                        for t in terms)]
+        per_page = int(self.query.get("per_page", 30))
+        self.send_json(self.local({"total_count": len(items), "incomplete_results": False, "items": items[:per_page]}))
 
     @route("GET", r"/repos/(?P<owner>[^/]+)/(?P<name>[^/]+)/contents/(?P<path>.+)")
     def contents_by_name(self, owner: str, name: str, path: str):

@@ -2,7 +2,8 @@
 
 Replies come from recorded real-shaped JSON in tests/fixtures/hub/:
 - `datasets.json`: items as `GET /api/datasets` returns them (also served by `/api/datasets/{id}`);
-- `papers_search.json`: items as `GET /api/papers/search` returns them;
+- `papers_search.json`: items as `GET /api/papers/search` returns them (`/api/papers/{id}` answers an item's
+  `paper` record, with `githubRepo` where the paper links its code);
 - `card_<name>.md`: a dataset's README.md (dataset card). `/api/datasets/{id}` lists it in `siblings`
   and answers its YAML header as `cardData`; `HEAD|GET /datasets/{id}/resolve/{rev}/README.md` answers
   as huggingface.co does for a small (non-LFS) file: 307 to `/api/resolve-cache/datasets/{id}/{commit}/
@@ -28,7 +29,8 @@ member of the orgs in state.get("orgs", ["my-org"])), `repos/create` (409 when t
 in a namespace that is neither the user's nor one of their orgs), `validate-yaml` (400 on a README
 whose YAML front matter does not parse), `preupload` (every file "regular") and `commit` (ndjson).
 All need a bearer token (401 without); the created repos and their files land in
-state["repos"][repo_id] = {"type", "private", "files": {path: bytes}, "commits": [summary]}.
+state["repos"][repo_id] = {"type", "private", "files": {path: bytes}, "commits": [summary]}, and
+`/api/datasets/{id}` answers for a created dataset repo with its "private" flag and files.
 
     server = serve_hub()
     settings = hub_settings(server, Settings(data_dir=tmp), token=GRANTED_TOKEN)
@@ -142,6 +144,11 @@ class FakeHubHandler(FakeHandler):
     @route("GET", r"/api/datasets/(?P<owner>[^/]+)/(?P<name>[^/]+)")
     def dataset_info(self, owner: str, name: str):
         if self._rate_limited() or self._server_error():
+            return
+        created = self.state.get("repos", {}).get(f"{owner}/{name}")
+        if created is not None and created["type"] == "dataset":  # one a test uploaded to
+            self.send_json({"id": f"{owner}/{name}", "private": created["private"],
+                            "siblings": [{"rfilename": path} for path in sorted(created["files"])]})
             return
         found = [d for d in load("datasets.json") if d["id"] == f"{owner}/{name}"]
         if not found:
@@ -311,6 +318,16 @@ class FakeHubHandler(FakeHandler):
         scored.sort(key=lambda pair: -pair[0])
         limit = int(self.query.get("limit", 120))
         self.send_json([item for _, item in scored][:limit])
+
+    @route("GET", r"/api/papers/(?P<paper_id>\d{4}\.\d{4,5})")
+    def paper_info(self, paper_id: str):
+        """`GET /api/papers/{id}`: the paper record of a papers_search.json item (githubRepo where it has one)."""
+        if self._rate_limited():
+            return
+        found = [item["paper"] for item in load("papers_search.json") if item["paper"]["id"] == paper_id]
+        if not found:
+            return self.send_json({"error": "Paper not found"}, status=404)
+        self.send_json(found[0])
 
     # the dataset viewer
     @property

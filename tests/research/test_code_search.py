@@ -28,7 +28,7 @@ def searches(github):
 
 
 def test_sends_scoped_query_with_bearer_token_and_returns_fenced_snippets(github, settings, ledger):
-    hits = make_tool(settings, ledger, github)(query="GRPOConfig reward_funcs", library="trl", limit=3)
+    hits = make_tool(settings, ledger, github)(query="GRPOConfig reward_funcs", library="trl", limit=3)["hits"]
 
     search = searches(github)[0]
     assert search.query == {"q": ["GRPOConfig reward_funcs repo:huggingface/trl"], "per_page": ["3"]}
@@ -36,7 +36,7 @@ def test_sends_scoped_query_with_bearer_token_and_returns_fenced_snippets(github
     assert "text-match" in search.headers["accept"]
     assert [h["path"] for h in hits] == ["trl/scripts/grpo.py"]
     hit = hits[0]
-    assert hit["repo"] == "huggingface/trl"
+    assert hit["repo"] == "huggingface/trl" and hit["found_by"] == "search"
     assert hit["url"].startswith("https://github.com/huggingface/trl/blob/")
     contents = [r for r in github.requests if "/contents/" in r.path]
     assert contents[0].path == "/repositories/250270011/contents/trl/scripts/grpo.py"
@@ -52,9 +52,9 @@ def test_sends_scoped_query_with_bearer_token_and_returns_fenced_snippets(github
 
 def test_each_library_scopes_its_repositories(github, settings, ledger):
     tool = make_tool(settings, ledger, github)
-    peft = tool(query="SFTTrainer", library="peft")
-    examples = tool(query="Trainer", library="transformers")
-    everywhere = tool(query="SFTConfig", library="any", limit=10)
+    peft = tool(query="SFTTrainer", library="peft")["hits"]
+    examples = tool(query="Trainer", library="transformers")["hits"]
+    hf = tool(query="SFTConfig", library="huggingface", limit=10)["hits"]
 
     q = [r.query["q"][0] for r in searches(github)]
     assert q[0] == "SFTTrainer repo:huggingface/peft"
@@ -62,11 +62,18 @@ def test_each_library_scopes_its_repositories(github, settings, ledger):
     assert q[2].count("repo:") == 4
     assert {h["repo"] for h in peft} == {"huggingface/peft"}
     assert [h["path"] for h in examples] == ["examples/pytorch/language-modeling/run_clm.py"]
-    assert {h["repo"] for h in everywhere} == {"huggingface/trl", "huggingface/peft"}
+    assert {h["repo"] for h in hf} == {"huggingface/trl", "huggingface/peft"}
+
+
+def test_default_searches_every_public_repository(github, settings, ledger):
+    hits = make_tool(settings, ledger, github)(query="GRPOTrainer reward_funcs", limit=10)["hits"]
+
+    assert searches(github)[0].query["q"] == ["GRPOTrainer reward_funcs"]  # no repo: scope
+    assert {h["repo"] for h in hits} == {"huggingface/trl", "okafor-lab/warmstart-grpo"}
 
 
 def test_file_over_1mb_falls_back_to_the_search_fragment(github, settings, ledger):
-    hits = make_tool(settings, ledger, github)(query="packing", library="trl")
+    hits = make_tool(settings, ledger, github)(query="packing", library="trl")["hits"]
 
     docs = next(h for h in hits if h["path"] == "docs/source/sft_trainer.md")
     assert "SFTConfig(packing=True)" in docs["snippet"]
@@ -74,7 +81,7 @@ def test_file_over_1mb_falls_back_to_the_search_fragment(github, settings, ledge
 
 
 def test_snippets_are_capped_and_cannot_close_their_fence(github, settings, ledger):
-    [hit] = make_tool(settings, ledger, github)(query="ignore previous instructions", library="transformers")
+    [hit] = make_tool(settings, ledger, github)(query="ignore previous instructions", library="transformers")["hits"]
 
     body = hit["snippet"].split("\n", 1)[1]
     assert body.count(END) == 1 and body.endswith(END)  # the file's own end marker was defused
@@ -101,7 +108,7 @@ def test_rejected_token_is_reported_without_echoing_it(github, settings, ledger)
 def test_rate_limit_backs_off_once_then_succeeds(github, settings, ledger):
     github.state.update(rate_limited=1, reset_in=3)
     sleeps = []
-    hits = make_tool(settings, ledger, github, sleeps=sleeps)(query="GRPOConfig")
+    hits = make_tool(settings, ledger, github, sleeps=sleeps)(query="GRPOConfig")["hits"]
 
     assert len(sleeps) == 1 and 2 <= sleeps[0] <= 5  # waited until x-ratelimit-reset
     assert len(searches(github)) == 2
@@ -129,7 +136,7 @@ def test_long_rate_limit_reset_is_not_waited_for(github, settings, ledger):
 def test_rate_limited_contents_fall_back_to_fragments_without_waiting(github, settings, ledger):
     github.state.update(contents_rate_limited=10)
     sleeps = []
-    hits = make_tool(settings, ledger, github, sleeps=sleeps)(query="GRPOConfig")
+    hits = make_tool(settings, ledger, github, sleeps=sleeps)(query="GRPOConfig")["hits"]
 
     assert sleeps == []
     assert "reward_funcs" in hits[0]["snippet"] or "GRPO" in hits[0]["snippet"]
@@ -146,6 +153,8 @@ def test_bad_arguments_fail_before_any_request(github, settings, ledger):
         tool(query="Trainer", library="jax")
     with pytest.raises(ToolError, match="repo:"):
         tool(query="token repo:someone/else")
+    with pytest.raises(ToolError, match="owner/name"):
+        tool(query="GRPOConfig", repo="not a repo")
     with pytest.raises(ToolError, match="non-empty"):
         tool(query="  ")
     assert github.requests == []
@@ -164,7 +173,7 @@ def test_item_urls_on_another_host_never_receive_the_token(github, settings, led
         return data
 
     monkeypatch.setattr(github_api, "load", foreign_urls)
-    hits = make_tool(settings, ledger, github)(query="GRPOConfig")
+    hits = make_tool(settings, ledger, github)(query="GRPOConfig")["hits"]
 
     fetched = [r for r in github.requests if "/contents/" in r.path]
     assert fetched[0].path == "/repos/huggingface/trl/contents/trl/scripts/grpo.py"  # rebuilt on our host

@@ -7,8 +7,9 @@ import pytest
 from tests.fakes.arxiv_api import FIXTURES, papers_settings, serve_arxiv
 from tools.context import ToolContext
 from tools.errors import ToolError
+from tools.research.hyperparameter_names import number
 from tools.research.paper_reader import parse_paper
-from tools.research.recipe import ExtractRecipeTool, extract_recipe_from_text, number, sentences
+from tools.research.recipe import ExtractRecipeTool, extract_recipe_from_text, sentences
 from tools.untrusted import END
 
 PAPER = parse_paper((FIXTURES / "html_2502.14321v2.html").read_text(), "2502.14321")
@@ -54,19 +55,23 @@ def test_hyperparameters_from_prose_and_tables(recipe):
     hyper = recipe["hyperparameters"]
 
     lr = hyper["learning_rate"]
-    assert [v["value"] for v in lr] == [2e-05, 1e-06]
-    assert lr[0]["text"] == "2\\times 10^{-5}" and "SFT stage trains for 3 epochs" in lr[0]["sentence"]
-    assert lr[1]["text"] == "1e-6" and lr[1]["sentence"].startswith("GRPO then runs for 1 epoch")
+    assert [(v["value"], v["stage"], v["main"]) for v in lr] == [(2e-05, "SFT", True), (1e-06, "GRPO", True)]
+    assert lr[0]["text"] == "2\\times 10^{-5}" and lr[0]["source"] == "table"
+    assert lr[0]["table"] == "Table 2: Hyperparameters."
     assert [v["value"] for v in hyper["epochs"]] == [3, 1]
-    assert [v["value"] for v in hyper["batch_size"]] == [64, 128]
-    assert hyper["batch_size"][1] == {"value": 128, "text": "128", "column": "SFT",
+    assert hyper["batch_size"][0] == {"value": 128, "text": "128", "stage": "SFT", "main": True, "source": "table",
+                                      "table": "Table 2: Hyperparameters.", "column": "SFT",
                                       "sentence": "Hyperparameter | SFT | GRPO / Batch size | 128 | 64"}
     assert [v["value"] for v in hyper["max_length"]] == [2048, 1024]
     assert hyper["lora_rank"][0]["value"] == 16 and hyper["lora_alpha"][0]["value"] == 32
+    assert hyper["lora_rank"][0]["role"] == "variant"  # "For the parameter-efficient variant ..."
     assert "LoRA adapter with rank r=16 and \\alpha=32" in hyper["lora_rank"][0]["sentence"]
-    assert [v["value"] for v in hyper["warmup"]] == ["10%", 0.03, 0.1]
-    assert hyper["kl_beta"][0]["value"] == 0.04
-    assert [v["value"] for v in hyper["group_size"]] == [8, 4]
+    assert [v["value"] for v in hyper["warmup"]] == [0.03, 0.1, "10%"]  # the main method's values first
+    assert hyper["kl_beta"][0]["value"] == 0.04 and hyper["kl_beta"][0]["stage"] == "GRPO"
+    assert [v["value"] for v in hyper["group_size"]] == [8]
+    assert recipe["rejected"][0]["name"] == "group_size" and recipe["rejected"][0]["value"] == 4  # "Halving ... to G=4"
+    assert recipe["stages"]["GRPO"] == {"learning_rate": 1e-06, "epochs": 1, "batch_size": 64, "warmup": 0.1,
+                                        "max_length": 1024, "kl_beta": 0.04}
     assert all(v["value"] != 3e-4 for v in lr)  # the bibliography is not read
 
 

@@ -186,6 +186,8 @@ def test_hf_jobs_run_through_the_tools(hf_tools, events):
     saved = tools.ctx.ledger.get_run(run["run_id"], user="local")
     assert saved["status"] == "completed" and saved["hardware"] == "a10g-small"
     assert saved["cost_usd"] == pytest.approx(0.016667 * 2)  # the fake job ran 120 s
+    spend = tools.ctx.ledger.session_spend(None, user="local")  # the 30-minute hold became the job's real cost
+    assert (spend["jobs_usd"], spend["reserved_usd"]) == (saved["cost_usd"], 0.0)
     assert [s for s, _ in tools.ctx.ledger.metric_series(run["run_id"], "loss", user="local")["loss"]] == [5, 10]
     assert all(CANARY not in json.dumps(payload) for _, payload in events)
 

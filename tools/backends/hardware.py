@@ -155,11 +155,12 @@ def list_hardware(settings: Settings) -> list[Flavor]:
 def estimate_memory_gb(n_params: float, method: str = "full", seq_len: int = 1024, batch_size: int = 1, *,
                        hidden_size: int | None = None, num_layers: int | None = None,
                        vocab_size: int | None = None, lora_r: int = 16,
-                       gradient_checkpointing: bool = True) -> float:
-    """Peak training memory in GB of one process for `method` "full", "lora" or "qlora".
+                       gradient_checkpointing: bool = True, shards: int = 1) -> float:
+    """Peak training memory in GB of one process (one GPU) for `method` "full", "lora" or "qlora".
 
     weights/optimizer: full 18 B/param; LoRA 2 B/param + adapters (1% of params at r=16, 16 B each);
-    QLoRA 0.55 B/param + the same adapters. Activations per token: with gradient checkpointing 4·h·L
+    QLoRA 0.55 B/param + the same adapters. FSDP over `shards` GPUs divides these by `shards` and adds
+    two gathered layers (bf16). Activations per token: with gradient checkpointing 4·h·L
     bytes (one bf16 layer input kept per layer) plus one layer recomputed (34·h), without it 34·h·L;
     logits: 6·vocab bytes per token (bf16 logits plus the fp32 copy the loss makes). Unknown shapes
     are guessed from n_params (L ≈ h/128, n_params ≈ 12·L·h²). Plus 1.5 GB of CUDA overhead.
@@ -172,6 +173,8 @@ def estimate_memory_gb(n_params: float, method: str = "full", seq_len: int = 102
         weights += n_params * ADAPTER_FRACTION_AT_R16 * (lora_r / 16) * ADAPTER_BYTES
     h = hidden_size or max(64, round((128 * n_params / 12) ** (1 / 3)))
     layers = num_layers or max(2, round(h / 128))
+    if shards > 1:
+        weights = weights / shards + 2 * 2 * n_params / layers
     per_token = (4 * h * layers + 34 * h) if gradient_checkpointing else 34 * h * layers
     per_token += 6 * (vocab_size or DEFAULT_VOCAB)
     activations = per_token * seq_len * batch_size

@@ -12,7 +12,8 @@ Once lines are cached, a read asks only for the last `window` events; when those
 cached ones (more than `window` new lines since the last read) it replays the whole log instead.
 A dropped connection, a 429 or a 5xx is retried `tries` times in all with a short backoff; what
 arrived before a drop is kept, so a retry only adds what is new. A job whose log was read cleanly
-`settle_s` after it was seen to end is marked complete and never fetched again.
+`settle_s` after it was seen to end is marked complete and never fetched again. `last_event_at` says
+when the job last printed (the newest event's timestamp), so a silent running job can be called stalled.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpcore
@@ -54,6 +56,7 @@ class JobLog:
         self.done_marker = folder / "hf_log.complete"
         self.lines: list[str] = []
         self.seen: Counter[Key] = Counter()
+        self.last_timestamp = ""  # of the newest event read: when the job last printed
         self._unsaved: list[Key] = []
         if self.path.exists():
             for raw in self.path.read_text(encoding="utf-8").splitlines():
@@ -67,6 +70,7 @@ class JobLog:
     def _take(self, key: Key) -> None:
         self.lines.append(key[1])
         self.seen[key] += 1
+        self.last_timestamp = max(self.last_timestamp, key[0])
 
     def add(self, key: Key) -> None:
         self._take(key)
@@ -114,6 +118,14 @@ class HfJobLogReader:
     def job_ended(self, job_id: str) -> None:
         """Note that the job reached a terminal stage (from a status call)."""
         self._ended_seen.setdefault(job_id, time.monotonic())
+
+    def last_event_at(self, job_id: str) -> float | None:
+        """Epoch seconds of the newest log event read so far for the job (read() first), or None."""
+        log = self._logs.get(job_id)
+        try:
+            return datetime.fromisoformat(log.last_timestamp).timestamp() if log and log.last_timestamp else None
+        except ValueError:
+            return None
 
     def read(self, job_id: str) -> tuple[list[str], str | None]:
         """All lines read so far, after fetching the new ones; and a note when the stream kept dropping."""

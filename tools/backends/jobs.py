@@ -72,6 +72,10 @@ class JobBackend(ABC):
     def cancel(self, job_id: str) -> None:
         """Stop the job; a no-op for a job that already ended."""
 
+    def last_output_at(self, job_id: str) -> float | None:
+        """When the job last printed a line (epoch seconds), from what was read so far; None when unknown."""
+        return None
+
     def flavors(self) -> list[Flavor]:
         """Hardware this backend can run on, with hourly prices; empty when it has no choice of hardware."""
         return []
@@ -224,6 +228,10 @@ class LocalJobBackend(JobBackend):
             text = "\n".join(text.splitlines()[-int(tail):]) if tail > 0 else ""
         return text
 
+    def last_output_at(self, job_id):
+        log = self._dir(job_id) / "log.txt"
+        return log.stat().st_mtime if log.exists() else None
+
     def cancel(self, job_id):
         job_dir = self._dir(job_id)
         if self.status(job_id).done:
@@ -346,6 +354,9 @@ class HfJobsBackend(JobBackend):
         if tail is not None:
             lines = lines[-int(tail):] if tail > 0 else []
         return "\n".join(lines + ([note] if note else []))
+
+    def last_output_at(self, job_id):
+        return self.log_reader.last_event_at(job_id)
 
     def cancel(self, job_id):
         self._call(lambda: self.api.cancel_job(job_id=job_id, namespace=self.namespace), "cancel the job", job_id)

@@ -8,6 +8,8 @@ import json
 import re
 from pathlib import Path
 
+from tools.data.choices import ChoiceBuilder, answer_index, options_of
+from tools.data.turns import repair_turns
 from tools.errors import ToolError
 from tools.trl_formats import is_messages, is_sharegpt
 
@@ -59,7 +61,8 @@ def _parse_line(path: Path, line_no: int, line: str) -> dict:
 
 # Converting rows into TRL formats (reformat_dataset)
 
-ROLES = ("prompt", "completion", "input", "system", "conversations", "chosen", "rejected")
+ROLES = ("prompt", "completion", "input", "system", "conversations", "chosen", "rejected", "choices", "correct",
+         "incorrect")
 ROLE_ALIASES = {
     "conversations": ("conversations", "messages", "conversation"),
     "chosen": ("chosen",),
@@ -68,7 +71,27 @@ ROLE_ALIASES = {
     "completion": ("completion", "answer", "output", "response", "solution"),
     "input": ("input", "context"),
     "system": ("system", "system_prompt"),
+    # multiple choice: an options list with an answer (index, letter or text), or one correct and
+    # several incorrect answer columns
+    "choices": ("choices", "options", "endings"),
+    "choice_answer": ("answer", "answerkey", "answer idx", "answer index", "label", "gold", "correct", "target"),
+    "correct": ("correct answer", "correct", "right answer"),
 }
+INCORRECT_COLUMN = re.compile(r"(incorrect|wrong) answers?( \d+)?|distractors?( \d+)?")
+
+
+def column_key(name: str) -> str:
+    """A column name compared loosely: "Correct Answer", "correct_answer", "correct-answer" -> "correct answer"."""
+    return " ".join(re.split(r"[\s_\-]+", str(name).strip().lower()))
+
+
+def find_column(columns, aliases, exclude=frozenset()) -> str | None:
+    """The first column whose name matches one of `aliases` (in alias order), case and separators ignored."""
+    keyed: dict[str, str] = {}
+    for column in columns:
+        if column not in exclude:
+            keyed.setdefault(column_key(column), column)
+    return next((keyed[column_key(a)] for a in aliases if column_key(a) in keyed), None)
 SPEAKERS = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
             "chatgpt": "assistant", "bard": "assistant", "bing": "assistant", "model": "assistant",
             "system": "system", "tool": "tool", "function": "tool", "observation": "tool"}
@@ -80,14 +103,14 @@ def resolve_roles(columns: list[str], first_row: dict, column_map: dict, target:
     unknown = set(column_map) - set(ROLES)
     if unknown:
         raise ToolError(f"Unknown column_map role(s) {sorted(unknown)}; roles: {', '.join(ROLES)}.")
-    for role, column in column_map.items():
-        if column not in columns:
-            raise ToolError(f"Column {column!r} (mapped to {role}) is not in the dataset; available columns: "
-                            f"{available}.")
+    for role, mapped in column_map.items():
+        for column in mapped if isinstance(mapped, list) and role == "incorrect" else [mapped]:
+            if column not in columns:
+                raise ToolError(f"Column {column!r} (mapped to {role}) is not in the dataset; available columns: "
+                                f"{available}.")
 
     def find(role: str, exclude: set = frozenset()) -> str | None:
-        return column_map.get(role) or next((c for c in ROLE_ALIASES[role] if c in columns and c not in exclude),
-                                            None)
+        return column_map.get(role) or find_column(columns, ROLE_ALIASES[role], exclude)
 
     if target == "preference" or {"chosen", "rejected"} & set(column_map):
         roles = {"chosen": find("chosen"), "rejected": find("rejected")}
@@ -101,11 +124,14 @@ def resolve_roles(columns: list[str], first_row: dict, column_map: dict, target:
         roles.update(prompt=find("prompt", {roles["chosen"], roles["rejected"]}), system=find("system"))
         return "preference", {k: v for k, v in roles.items() if v}
     conversations = column_map.get("conversations") or next(
-        (c for c in ROLE_ALIASES["conversations"] if c in columns and _is_turns(first_row.get(c))), None)
+        (c for c in columns if find_column([c], ROLE_ALIASES["conversations"]) and _is_turns(first_row.get(c))), None)
     if conversations and not {"prompt", "completion"} & set(column_map):
         shape = "sharegpt" if is_sharegpt(first_row.get(conversations)) else "messages"
         return shape, {k: v for k, v in {"conversations": conversations, "system": find("system")}.items() if v}
-    if {"chosen", "rejected"} <= set(columns) and not column_map:
+    choice = multiple_choice_roles(columns, first_row, column_map)
+    if choice:
+        return "multiple-choice", choice
+    if find_column(columns, ["chosen"]) and find_column(columns, ["rejected"]) and not column_map:
         raise ToolError("This looks like preference data (chosen/rejected): use target_format='preference', or "
                         "column_map={'prompt': 'prompt', 'completion': 'chosen'} to train SFT on the chosen replies.")
     prompt = find("prompt")
@@ -117,6 +143,56 @@ def resolve_roles(columns: list[str], first_row: dict, column_map: dict, target:
     extra = find("input", {prompt, completion})
     roles = {"prompt": prompt, "completion": completion, "input": extra, "system": find("system", {prompt, completion})}
     return ("alpaca" if extra else "question-answer"), {k: v for k, v in roles.items() if v}
+
+
+def multiple_choice_roles(columns: list[str], first_row: dict, column_map: dict) -> dict | None:
+    """{prompt, choices, completion} (an options column and the answer's index, letter or text) or
+    {prompt, correct, incorrect: [columns]} (GPQA-style answer columns), else None."""
+    if column_map and not {"choices", "correct", "incorrect"} & set(column_map):
+        return None
+    prompt = column_map.get("prompt") or find_column(columns, ROLE_ALIASES["prompt"])
+    if prompt is None:
+        return None
+    choices = column_map.get("choices") or find_column(columns, ROLE_ALIASES["choices"], {prompt})
+    if choices and options_of(first_row.get(choices)) is not None:
+        answer = column_map.get("completion") or find_column(columns, ROLE_ALIASES["choice_answer"], {prompt, choices})
+        if answer is None:
+            raise ToolError(f"Column {choices!r} holds options but no answer column was found (looked for "
+                            f"{', '.join(ROLE_ALIASES['choice_answer'])}); map it with column_map={{'completion': "
+                            "'<answer column>'}}.")
+        return {"prompt": prompt, "choices": choices, "completion": answer}
+    incorrect = column_map.get("incorrect") or sorted(c for c in columns if INCORRECT_COLUMN.fullmatch(column_key(c)))
+    incorrect = [incorrect] if isinstance(incorrect, str) else list(incorrect)
+    correct = column_map.get("correct") or find_column(columns, ROLE_ALIASES["correct"], {prompt, *incorrect})
+    return {"prompt": prompt, "correct": correct, "incorrect": incorrect} if correct and incorrect else None
+
+
+def _choice_example(row: dict, roles: dict, label_names: dict,
+                    builder: ChoiceBuilder) -> tuple[dict | None, str | None]:
+    if "choices" in roles:
+        found = options_of(row.get(roles["choices"]))
+        if found is None:
+            return None, "no_answer"
+        options, labels = found
+        correct = answer_index(row.get(roles["completion"]), options, labels, label_names.get(roles["completion"]))
+    else:
+        options = [_as_text(row.get(roles["correct"]))] + [_as_text(row.get(c)) for c in roles["incorrect"]]
+        options = [options[0]] + [o for o in options[1:] if o.strip()]
+        correct = 0
+    if correct is None or not 2 <= len(options) <= 10 or not all(o.strip() for o in options):
+        return None, "no_answer"
+    question = _as_text(row.get(roles["prompt"]))
+    if not question.strip():
+        return None, "empty"
+    prompt, letter = builder.build(question, options, correct)
+    return {"prompt": [{"role": "user", "content": prompt}], "completion": [{"role": "assistant", "content": letter}],
+            "flat": True}, None
+
+
+def _holds_prompt(value) -> bool:
+    """Whether a chosen/rejected value is a conversation that holds the user turn (TRL's implicit prompt)."""
+    return isinstance(value, list) and any(
+        isinstance(t, dict) and SPEAKERS.get(str(t.get("role", t.get("from", ""))).lower()) == "user" for t in value)
 
 
 def _is_turns(value) -> bool:
@@ -147,19 +223,26 @@ def _turns(value, default_role: str, speakers: dict) -> list[dict] | None:
 
 
 def conversation_turns(row: dict, shape: str, roles: dict, label_names: dict, system_prompt: str | None,
-                       speakers: dict) -> tuple[dict | None, str | None]:
-    """A row as {"prompt": turns, "completion": turns|None, "rejected": turns|None, "flat": bool},
-    or (None, reason) when it cannot be converted."""
+                       speakers: dict, choices: ChoiceBuilder | None = None) -> tuple[dict | None, str | None]:
+    """A row as {"prompt": turns, "completion": turns|None, "rejected": turns|None, "flat": bool,
+    "fixes": [turn-order fixes], "implicit": bool}, or (None, reason) when it cannot be converted."""
     def get(role: str):
         return row.get(roles[role]) if role in roles else None
 
-    if shape in ("sharegpt", "messages"):
+    if shape == "multiple-choice":
+        example, reason = _choice_example(row, roles, label_names, choices)
+        if example is None:
+            return None, reason
+    elif shape in ("sharegpt", "messages"):
         turns = _turns(get("conversations") or [], "user", speakers)
         if turns is None:
             return None, "unknown_speaker"
+        turns, fixes = repair_turns(turns)
         last = max((i for i, t in enumerate(turns) if t["role"] == "assistant"), default=None)
+        if fixes and (last is None or not any(t["role"] == "user" for t in turns[:last])):
+            return None, "bad_turn_order"
         example = {"prompt": turns if last is None else turns[:last],
-                   "completion": None if last is None else [turns[last]], "flat": False}
+                   "completion": None if last is None else [turns[last]], "flat": False, "fixes": fixes}
     else:
         prompt = get("prompt")
         if not isinstance(prompt, list) and _as_text(get("input")).strip():
@@ -172,12 +255,13 @@ def conversation_turns(row: dict, shape: str, roles: dict, label_names: dict, sy
                 return [{"role": "assistant", "content": _as_text(value, names)}]
             return _turns(value, "assistant", speakers)
 
-        first = _turns(prompt, "user", speakers) if shape != "preference" or prompt is not None else []
+        implicit = shape == "preference" and _holds_prompt(get("chosen")) and _holds_prompt(get("rejected"))
+        first = [] if implicit or (shape == "preference" and prompt is None) else _turns(prompt, "user", speakers)
         replies = [reply(r) for r in ("completion", "chosen", "rejected") if r in roles]
         if first is None or any(r is None for r in replies):
             return None, "unknown_speaker"
         example = {"prompt": first, "completion": replies[0] if replies else None,
-                   "rejected": replies[1] if len(replies) > 1 else None,
+                   "rejected": replies[1] if len(replies) > 1 else None, "implicit": implicit,
                    "flat": not any(isinstance(get(r), list) for r in ("prompt", "completion", "chosen", "rejected"))}
     system = system_prompt or _as_text(get("system")).strip()
     if system:
@@ -188,7 +272,8 @@ def conversation_turns(row: dict, shape: str, roles: dict, label_names: dict, sy
             example["prompt"] = [{"role": "system", "content": system}] + turns
         else:  # implicit-prompt preference pairs: the system turn opens both replies
             for key in ("completion", "rejected"):
-                example[key] = [{"role": "system", "content": system}] + example[key]
+                rest = example[key][1:] if example[key] and example[key][0]["role"] == "system" else example[key]
+                example[key] = [{"role": "system", "content": system}] + rest
     return example, None
 
 

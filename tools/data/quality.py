@@ -1,8 +1,11 @@
 """check_dataset_quality: numbers and a verdict on a sample of a Hub or local dataset before training.
 
-Checks: empty fields, exact and near duplicates, lengths (tokens or words), a language heuristic,
-label balance, n-gram overlap with an eval set (evals.contamination), and the viewer's
-full-split statistics when it has them. Row text is third-party data: examples come back fenced.
+Checks: each column's role (prompt, answer, label...) and type (text, number, letter...), empty
+fields judged by them (a short numeric or letter answer is not "near-empty"), exact and near
+duplicates, lengths and length outliers, the languages of the rows (tools.data.language), label
+balance, copies of eval items (evals.contamination, with the benchmark's own train split as a
+negative control), and the viewer's full-split statistics. Every problem carries its evidence
+(counts, threshold, example rows). Row text is third-party data: examples come back fenced.
 """
 
 from __future__ import annotations
@@ -13,34 +16,36 @@ import time
 
 from smolagents import Tool
 
-from evals.contamination import ngram_overlap, words
+from evals.contamination import find_contamination, words
 from tools.backends.hub import DatasetViewer, ViewerError, cap_text
 from tools.context import ToolContext
-from tools.data.rows import LoadedRows, load_rows, row_text
+from tools.data.columns import (
+    OPTIONAL_COLUMNS,
+    OUTLIER_FACTOR,
+    OUTLIER_MIN_CHARS,
+    column_profiles,
+    length_outliers,
+)
+from tools.data.language import language_profile
+from tools.data.rows import LoadedRows, load_eval_items, load_rows, row_text
 from tools.errors import ToolError
 from tools.paths import looks_local, resolve_inside
 from tools.untrusted import fence
 
 MAX_SAMPLE = 1000  # near-duplicate search compares all pairs of the sample
 MAX_EVAL_ROWS = 5000
-NEAR_EMPTY_CHARS = 3  # a text field with fewer non-space characters is near-empty
+CONTROL_ROWS = 300  # rows of the benchmark's own train split read for the negative control
 NEAR_DUP_JACCARD = 0.8  # word 3-gram shingles
 MAX_CLASSES = 20
-OPTIONAL_COLUMNS = {"input", "context", "system", "system_prompt", "id", "idx", "source", "metadata",
-                    "history", "tools", "explanation", "rationale"}
 LABEL_NAMES = {"label", "labels", "answer", "answerkey", "answer_idx", "answer_index", "target", "class",
                "category", "gold", "correct", "cop"}
-EN_STOPWORDS = frozenset(
-    "the a an and or of to in is it that this was for on with as are be at by not but have has had i you he "
-    "she we they his her their our my your from so if what which who will would can there been were do does "
-    "did no me them its than then how all".split())
 # (check, warn above, block above) as shares of the sample
 EMPTY_WARN, EMPTY_BLOCK = 0.01, 0.30
 DUP_WARN, NEAR_DUP_WARN = 0.01, 0.02
 SKEW_WARN = 0.80
 CONTAMINATION_BLOCK = 0.01
 LONG_TOKENS = 4096
-ENGLISH_WARN = 0.80
+LANGUAGE_MIX_WARN = 0.02  # rows in other languages than the main one
 
 
 class CheckDatasetQualityTool(Tool):
@@ -75,15 +80,18 @@ Example: check_dataset_quality(dataset="openai/gsm8k", config="main", eval_datas
         loaded = load_rows(self.ctx, dataset, config=config, split=split, limit=size, spread=True)
         rows, source = loaded.rows, f"dataset:{loaded.dataset}"
         labels = label_columns(rows, loaded.label_names)
-        columns, bad_rows = empty_fields(rows, labels)
+        columns, bad_rows = column_profiles(rows, labels)
+        texts = [row_text(r, labels) for r in rows]
         report = {
             "dataset": loaded.dataset, "config": loaded.config, "split": loaded.split,
             "sample": {"rows": len(rows), "of": loaded.total, "how": _how(loaded)},
             "trl_format": loaded.trl_format, "columns": columns,
             "rows_with_empty_fields": len(bad_rows),
+            "empty_field_rows": [loaded.row_ids[i] for i in sorted(bad_rows)][:20],
             "duplicates": duplicates([r for i, r in enumerate(rows) if i not in bad_rows], source),
             "lengths": self._lengths(rows, labels, tokenizer),
-            "language": language_profile([row_text(r, labels) for r in rows]),
+            "length_outliers": length_outliers(rows, loaded.row_ids, source),
+            "language": language_profile(texts, loaded.row_ids),
             "labels": label_balance(rows, labels, loaded.label_names),
             "eval_overlap": self._overlap(loaded, eval_dataset) if eval_dataset else None,
             "statistics": self._statistics(loaded),
@@ -92,6 +100,10 @@ Example: check_dataset_quality(dataset="openai/gsm8k", config="main", eval_datas
         for column, info in (report["statistics"] or {}).get("columns", {}).items():
             if column in report["labels"] and "frequencies" in info:
                 report["labels"][column] = _balance(info["frequencies"], "statistics (full split)")
+        position = {row_id: k for k, row_id in enumerate(loaded.row_ids)}
+        report["language"]["examples"] = {
+            language: fence(texts[position[ids[0]]], f"{source} row {ids[0]} ({language})", 200)
+            for language, ids in list(report["language"]["other_rows"].items())[:3]}
         report["problems"] = problems(report, labels)
         report["verdict"], report["summary"] = verdict(report["problems"])
         report["seconds"] = round(time.monotonic() - started, 2)
@@ -117,20 +129,33 @@ Example: check_dataset_quality(dataset="openai/gsm8k", config="main", eval_datas
         return {**out, "note": note} if note else out
 
     def _overlap(self, loaded: LoadedRows, eval_dataset: str) -> dict:
-        evals = load_rows(self.ctx, eval_dataset, limit=MAX_EVAL_ROWS, prefer_split="test")
-        skip = label_columns(evals.rows, evals.label_names)
-        report = ngram_overlap([row_text(r) for r in loaded.rows], [row_text(r, skip) for r in evals.rows], n=8)
-        example = next(iter(report.examples.values()), None)
+        evals, column, eval_texts = load_eval_items(self.ctx, eval_dataset, MAX_EVAL_ROWS)
+        report = find_contamination([row_text(r) for r in loaded.rows], eval_texts)
         if loaded.total and len(loaded.rows) < loaded.total:
-            loaded.notes.append(f"Eval overlap was checked against the {len(loaded.rows)} sampled rows only, not "
-                                f"all {loaded.total}: check the full training set (evals.contamination) in the job.")
-        return {"eval_dataset": evals.dataset, "eval_split": evals.split, "n": report.n,
-                "train_rows_checked": len(loaded.rows),
-                "eval_items": report.eval_items, "contaminated": report.contaminated,
-                "fraction": report.fraction, "eval_indices": report.eval_indices[:50],
-                "train_rows": [loaded.row_ids[i] for i in report.train_indices[:50]],
-                "skipped_short": len(report.skipped),
-                "example": fence(example, f"shared n-gram, {evals.dataset}", 300) if example else None}
+            loaded.notes.append(f"Eval copies were looked for in the {len(loaded.rows)} sampled rows only, not all "
+                                f"{loaded.total}: reformat_dataset(decontaminate=...) checks every row it converts.")
+        summary = report.summary()
+        matches = [{"level": m.level, "score": m.score, "eval_item": m.eval_index,
+                    "train_row": loaded.row_ids[m.train_index],
+                    "text": fence(m.eval_text, f"{evals.dataset} eval item {m.eval_index}", 200)}
+                   for m in report.matches[:20]]
+        return {"eval_dataset": evals.dataset, "eval_split": evals.split, "eval_column": column,
+                "train_rows_checked": len(loaded.rows), **{k: v for k, v in summary.items() if k != "matches"},
+                "matches": matches, "train_rows": [loaded.row_ids[t] for t in report.train_matches][:50],
+                "control": self._control(eval_dataset, evals, column, eval_texts)}
+
+    def _control(self, eval_dataset: str, evals: LoadedRows, column: str | None, eval_texts: list[str]) -> dict:
+        """The negative control: the benchmark's own train split, which should hold none of its eval items."""
+        if evals.split == "train":
+            return {"checked": False, "reason": "the eval split is the train split"}
+        try:
+            train = load_rows(self.ctx, evals.dataset if evals.source == "hub" else eval_dataset, config=evals.config,
+                              split="train", limit=CONTROL_ROWS, spread=True)
+        except ToolError:
+            return {"checked": False, "reason": "the eval dataset has no train split to compare"}
+        report = find_contamination([row_text(r) for r in train.rows], eval_texts)
+        return {"checked": True, "split": "train", "rows": len(train.rows), "contaminated": report.contaminated,
+                "fraction": report.fraction, "levels": report.levels, "closest_miss": report.closest_miss}
 
     def _statistics(self, loaded: LoadedRows) -> dict | None:
         if loaded.source != "hub":
@@ -189,23 +214,6 @@ def label_columns(rows: list[dict], class_labels: dict[str, list[str]] | None = 
         if distinct <= MAX_CLASSES and (column.lower() in LABEL_NAMES or 1 < distinct <= len(values) / 2):
             found.add(column)
     return found
-
-
-def empty_fields(rows: list[dict], labels: set[str]) -> tuple[dict, set[int]]:
-    """Per column: empty and near-empty counts; and the rows with an empty required field."""
-    columns = {c: {"empty": 0, "near_empty": 0} for r in rows for c in r}
-    bad = set()
-    for index, row in enumerate(rows):
-        for column, counts in columns.items():
-            value = row.get(column)
-            text = str(value).strip() if column in labels else row_text({column: value}).strip()
-            empty = value is None or not text
-            near = not empty and column not in labels and len("".join(text.split())) < NEAR_EMPTY_CHARS
-            counts["empty"] += empty
-            counts["near_empty"] += near
-            if (empty or near) and column.lower() not in OPTIONAL_COLUMNS:
-                bad.add(index)
-    return columns, bad
 
 
 def _shingles(tokens: list[str]) -> frozenset[str]:
@@ -268,29 +276,6 @@ def quantiles(values: list[int]) -> dict:
             "p95": ordered[math.ceil(0.95 * len(ordered)) - 1], "max": ordered[-1]}
 
 
-def language_profile(texts: list[str]) -> dict:
-    """Heuristic: share of rows in Latin script with English stopwords, other Latin, non-Latin."""
-    english = other_latin = non_latin = checked = 0
-    for text in texts:
-        letters = [c for c in text if c.isalpha()]
-        if not letters:
-            continue
-        checked += 1
-        latin = sum(c.isascii() or "\u00c0" <= c <= "\u024f" for c in letters) / len(letters)
-        tokens = words(text)
-        stop = sum(t in EN_STOPWORDS for t in tokens) / len(tokens) if tokens else 0.0
-        if latin < 0.5:
-            non_latin += 1
-        elif latin >= 0.9 and (stop >= 0.1 or len(tokens) < 5):
-            english += 1
-        else:
-            other_latin += 1
-    shares = [round(k / checked, 4) if checked else 0.0 for k in (english, other_latin, non_latin)]
-    return {"heuristic": "Latin-letter ratio and English stopword hits per row; a rough guide, not a detector",
-            "rows_checked": checked, "english_like_share": shares[0],
-            "other_latin_share": shares[1], "non_latin_share": shares[2]}
-
-
 def _balance(counts: dict, source: str) -> dict:
     total = sum(counts.values())
     majority = max(counts, key=counts.get) if counts else None
@@ -315,25 +300,31 @@ def label_balance(rows: list[dict], labels: set[str], class_labels: dict[str, li
 
 
 def problems(report: dict, labels: set[str]) -> list[dict]:
+    """What is wrong, each with its evidence: the numbers, the threshold crossed and example rows."""
     found, n = [], report["sample"]["rows"]
 
-    def add(severity: str, check: str, detail: str, fix: str):
-        found.append({"severity": severity, "check": check, "detail": detail, "fix": fix})
+    def add(severity: str, check: str, detail: str, fix: str, **evidence):
+        found.append({"severity": severity, "check": check, "detail": detail, "fix": fix, "evidence": evidence})
 
     if n == 0:
         add("blocker", "rows", "The split has no rows.", "Pick another split or dataset.")
         return found
     empty_share = report["rows_with_empty_fields"] / n
     if empty_share > EMPTY_WARN:
-        worst = max(report["columns"], key=lambda c: sum(report["columns"][c].values()))
+        per_column = {c: i["empty"] + i["near_empty"] for c, i in report["columns"].items()
+                      if i["role"] != "optional" and i["empty"] + i["near_empty"]}
+        worst = max(per_column, key=per_column.get)
         add("blocker" if empty_share > EMPTY_BLOCK else "caveat", "empty fields",
-            f"{report['rows_with_empty_fields']} of {n} sampled rows ({empty_share:.1%}) have an empty or "
-            f"near-empty field (most in {worst!r}).",
-            "Drop them: reformat_dataset drops empty rows, and filter_min_chars drops short ones.")
+            f"{report['rows_with_empty_fields']} of {n} sampled rows ({empty_share:.1%}) have an empty or near-empty "
+            f"required field (most in {worst!r}, a {report['columns'][worst]['type']} column); over "
+            f"{EMPTY_WARN:.0%} is a caveat, over {EMPTY_BLOCK:.0%} a blocker.",
+            "Drop them: reformat_dataset drops empty rows, and filter_min_chars drops short ones.",
+            per_column=per_column, rows=report["empty_field_rows"])
     dups = report["duplicates"]
     if dups["exact_share"] > DUP_WARN:
         add("caveat", "exact duplicates", f"{dups['exact']} of {dups['rows_compared']} rows "
-            f"({dups['exact_share']:.1%}) repeat an earlier row.", "reformat_dataset de-duplicates exact copies.")
+            f"({dups['exact_share']:.1%}) repeat an earlier row (over {DUP_WARN:.0%}).",
+            "reformat_dataset de-duplicates exact copies.")
     if dups["near_share"] > NEAR_DUP_WARN:
         add("caveat", "near duplicates", f"{dups['near_rows']} rows ({dups['near_share']:.1%}) are near copies "
             f"(word 3-gram Jaccard >= {NEAR_DUP_JACCARD}, punctuation and case ignored) of another row.",
@@ -343,22 +334,14 @@ def problems(report: dict, labels: set[str]) -> list[dict]:
             add("caveat", "label balance", f"Column {column!r}: {info['majority_share']:.1%} of rows are "
                 f"{info['majority']!r} ({info['classes']} classes, {info['source']}).",
                 "Rebalance (downsample the majority) or report per-class/balanced accuracy; a model can "
-                "score high by always answering the majority label.")
+                "score high by always answering the majority label.", counts=info["counts"])
     per_example = report["lengths"]["per_example"]
     if (per_example["p95"] or 0) > LONG_TOKENS:
         add("caveat", "length", f"95% of examples are up to {per_example['p95']} {report['lengths']['unit']}.",
             "Set max_length to cover them (memory grows with it) or filter the longest.")
-    language = report["language"]
-    if language["rows_checked"] and language["english_like_share"] < ENGLISH_WARN:
-        add("caveat", "language (heuristic)", f"Only {language['english_like_share']:.0%} of rows look English "
-            f"({language['non_latin_share']:.0%} non-Latin script).",
-            "Fine if the target language is not English; otherwise pick another dataset or filter.")
-    overlap = report["eval_overlap"]
-    if overlap and overlap["contaminated"]:
-        add("blocker" if overlap["fraction"] > CONTAMINATION_BLOCK else "caveat", "eval overlap",
-            f"{overlap['contaminated']} of {overlap['eval_items']} eval items ({overlap['fraction']:.1%}) share an "
-            f"{overlap['n']}-word sequence with sampled training rows {overlap['train_rows'][:10]}.",
-            "Remove the overlapping training rows (or pick another dataset) before trusting any eval score.")
+    _length_outliers(report, n, add)
+    _languages(report["language"], add)
+    _eval_overlap(report["eval_overlap"], add)
     if report["trl_format"] in ("unknown", "needs-conversion"):
         add("caveat", "format", f"TRL format: {report['trl_format']}.",
             "Convert it with reformat_dataset(target_format=...) before training.")
@@ -371,12 +354,75 @@ def problems(report: dict, labels: set[str]) -> list[dict]:
     return found
 
 
+def _length_outliers(report: dict, n: int, add) -> None:
+    outliers = report["length_outliers"]
+    full = {c: i["length"] for c, i in ((report["statistics"] or {}).get("columns") or {}).items()
+            if (i.get("length") or {}).get("max") and (i["length"].get("median") or 0) > 0
+            and i["length"]["max"] > max(OUTLIER_FACTOR * i["length"]["median"], OUTLIER_MIN_CHARS)}
+    if not outliers["rows"] and not full:
+        return
+    parts = []
+    if outliers["rows"]:
+        top = outliers["examples"][0]
+        median = outliers["columns"][top["column"]]["median_chars"]
+        parts.append(f"{outliers['rows']} of {n} sampled rows ({outliers['share']:.1%}) hold {outliers['rule']} "
+                     f"(rows {outliers['row_ids'][:10]}); the longest: row {top['row']}, {top['column']!r}, "
+                     f"{top['chars']:,} characters against a median of {median:g}.")
+    for column, length in full.items():
+        parts.append(f"Full split (viewer statistics): the longest {column!r} value has {length['max']:,} characters "
+                     f"against a median of {length['median']:g}.")
+    add("caveat", "length outliers", " ".join(parts),
+        "Drop or cut these rows before training (a field that long is usually scraped boilerplate or a whole "
+        "page); truncation by max_length keeps the junk start and loses the end.",
+        rows=outliers["row_ids"], columns=outliers["columns"], full_split=full)
+
+
+def _languages(language: dict, add) -> None:
+    if not language["rows_checked"]:
+        return
+    others, main = language["other_languages"], language["main"]
+    if others and language["other_share"] >= LANGUAGE_MIX_WARN:
+        listed = ", ".join(f"{code} {count} (rows {language['other_rows'][code][:5]})"
+                           for code, count in others.items())
+        add("caveat", "language mix", f"{sum(others.values())} of {language['rows_checked']} rows judged "
+            f"({language['other_share']:.1%}) are not in the main language {main!r}: {listed}; over "
+            f"{LANGUAGE_MIX_WARN:.0%} is flagged (script and function-word heuristic).",
+            f"Filter them out unless the model should also answer in those languages: a minority language "
+            f"teaches code-switching and dilutes the {main!r} signal.", languages=others,
+            rows=language["other_rows"])
+    if main not in (None, "en"):
+        add("caveat", "main language", f"The main language is {main!r} ({language['main_share']:.0%} of rows judged).",
+            f"Fine if the target language is {main!r}; otherwise pick another dataset.")
+
+
+def _eval_overlap(overlap: dict | None, add) -> None:
+    if not overlap or not overlap["contaminated"]:
+        return
+    levels = ", ".join(f"{k} {level}" for level, k in overlap["levels"].items() if k)
+    first = overlap["matches"][0]
+    detail = (f"{overlap['contaminated']} of {overlap['checked']} eval items ({overlap['fraction']:.1%}) occur in "
+              f"sampled training rows ({levels}): training rows {overlap['train_rows'][:10]}; e.g. eval item "
+              f"{first['eval_item']} in row {first['train_row']} ({first['level']}, {first['score']:.0%} of its "
+              "distinctive 3-grams). Shared template wording is not counted.")
+    control = overlap.get("control") or {}
+    if control.get("checked"):
+        detail += (f" Negative control: the benchmark's own {control['split']} split ({control['rows']} rows) "
+                   f"matched {control['contaminated']} items.")
+    add("blocker" if overlap["fraction"] > CONTAMINATION_BLOCK else "caveat", "eval overlap", detail,
+        "Drop exactly these rows: reformat_dataset(..., decontaminate=<eval set>) removes copies of eval items "
+        "and reports how many; then trust eval scores again.", levels=overlap["levels"],
+        rows=overlap["train_rows"], control=control or None)
+
+
 def verdict(found: list[dict]) -> tuple[str, str]:
-    blockers = [p["check"] for p in found if p["severity"] == "blocker"]
-    caveats = [p["check"] for p in found if p["severity"] == "caveat"]
+    """The verdict and a summary that names each reason with its numbers."""
+    blockers = [p for p in found if p["severity"] == "blocker"]
+    caveats = [p for p in found if p["severity"] == "caveat"]
+    names = ", ".join(p["check"] for p in caveats)
+    reasons = " ".join(f"[{p['check']}] {p['detail']}" for p in blockers + caveats)
     if blockers:
-        return "not usable", f"Not usable as is: {', '.join(blockers)}" + (
-            f"; also {', '.join(caveats)}." if caveats else ".")
+        return "not usable", (f"Not usable as is: {', '.join(p['check'] for p in blockers)}"
+                              + (f"; also {names}." if caveats else ".") + f" {reasons}")
     if caveats:
-        return "usable with caveats", f"Usable with caveats: {', '.join(caveats)}."
+        return "usable with caveats", f"Usable with caveats: {names}. {reasons}"
     return "good", "No problems found in the sample."

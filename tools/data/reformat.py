@@ -16,8 +16,11 @@ from smolagents import Tool
 
 from tools.backends.hub import hf_api, hub_errors, is_hub_id, new_private_dataset_repo
 from tools.context import ToolContext
+from tools.data.choices import ChoiceBuilder
 from tools.data.formats import SPEAKERS, conversation_turns, render_row, resolve_roles
+from tools.data.held_out import decontaminate_rows, describe_drop, evaluation_split
 from tools.data.rows import LoadedRows, load_rows
+from tools.data.turns import strip_annotations
 from tools.errors import ToolError
 from tools.paths import looks_local
 from tools.untrusted import fence
@@ -29,16 +32,20 @@ SEED = 42
 
 class ReformatDatasetTool(Tool):
     name = "reformat_dataset"
-    description = """Convert a dataset into a TRL format (columns detected from ShareGPT, Alpaca, question/answer...
-unless column_map says), drop empty rows and duplicates, split, save (optionally push) and record it.
-Returns {"dataset_id", "path", "rows", "splits", "hub_id", "columns", "dropped", "sample", "notes"}.
-Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="prompt-only", test_size=0.05)"""
+    description = """Convert a dataset into a TRL format (columns detected from ShareGPT, Alpaca, question/answer,
+multiple choice... unless column_map says), clean it (empty rows, duplicates, broken turn order, calculator
+annotations), optionally drop copies of eval items, split, save (optionally push) and record it.
+Multiple-choice rows become lettered prompts with shuffled options (answer position balanced).
+Refuses an evaluation split (a benchmark's test split, any split named test) unless allow_eval_split.
+Returns {"dataset_id", "path", "rows", "splits", "hub_id", "columns", "dropped", "fixed", "sample", "notes"}.
+Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="prompt-only", decontaminate="gsm8k")"""
     inputs = {
         "dataset": {"type": "string", "description": "Hub dataset id or local .jsonl/.json path."},
         "target_format": {"type": "string", "description": "messages or prompt-completion (SFT), preference (DPO), "
                           "prompt-only (GRPO; adds an `answer` column from \"#### N\" or \\boxed{})."},
         "column_map": {"type": "object", "description": "{role: source column}; roles: prompt, completion, input, "
-                       "system, conversations, chosen, rejected.", "nullable": True},
+                       "system, conversations, chosen, rejected; multiple choice: choices (+ completion = the "
+                       "answer), or correct + incorrect (a list of columns).", "nullable": True},
         "system_prompt": {"type": "string", "description": "Added as the first turn.", "nullable": True},
         "filter_min_chars": {"type": "integer", "description": "Drop rows with a shorter prompt or reply.",
                              "nullable": True},
@@ -51,6 +58,10 @@ Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="
         "hub_dataset_id": {"type": "string", "description": "Repo id for the push.",
                            "nullable": True},
         "config": {"type": "string", "description": "Source config (subset).", "nullable": True},
+        "decontaminate": {"type": "string", "description": "Eval set whose items to drop from the rows: a benchmark "
+                          "name (gsm8k), Hub id or local path.", "nullable": True},
+        "allow_eval_split": {"type": "boolean", "description": "Convert an evaluation split anyway (recorded).",
+                             "nullable": True},
     }
     output_type = "object"
 
@@ -62,7 +73,8 @@ Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="
                 system_prompt: str | None = None, filter_min_chars: int | None = None,
                 max_rows: int | None = None, test_size: float | None = None, split: str | None = "train",
                 push_to_hub: bool | None = False, hub_dataset_id: str | None = None,
-                config: str | None = None) -> dict:
+                config: str | None = None, decontaminate: str | None = None,
+                allow_eval_split: bool | None = False) -> dict:
         if target_format not in TARGETS:
             raise ToolError(f"Unknown target_format {target_format!r}; supported: {', '.join(TARGETS)}.")
         if push_to_hub and not self.ctx.settings.hf_token:
@@ -76,16 +88,31 @@ Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="
         limit = int(max_rows) if max_rows else None
         loaded = load_rows(self.ctx, dataset, config=config, split=split,
                            limit=limit or (MAX_HUB_ROWS if not looks_local(self.ctx, dataset) else 10**9))
+        held_out = evaluation_split(loaded)
+        if held_out and not allow_eval_split:
+            raise ToolError(f"Refused: {held_out}. A model trained on evaluation data scores high on it without "
+                            "being better. Use the train split (split='train'), or pass allow_eval_split=True only "
+                            "if this data will never be used to evaluate (the override is recorded in the ledger).")
         if not loaded.rows:
             raise ToolError(f"{loaded.dataset} ({loaded.config}/{loaded.split}) has no rows to convert.")
         columns = sorted({k for r in loaded.rows for k in r})
         shape, roles = resolve_roles(columns, loaded.rows[0], column_map or {}, target_format)
-        rows, dropped, answers, speakers = self._convert(loaded, shape, roles, target_format, system_prompt,
-                                                         filter_min_chars)
+        choices = ChoiceBuilder(SEED) if shape == "multiple-choice" else None
+        rows, dropped, fixed, answers, speakers = self._convert(loaded, shape, roles, target_format, system_prompt,
+                                                                filter_min_chars, choices)
+        notes = list(loaded.notes)
+        decontamination = None
+        if decontaminate and rows:
+            rows, decontamination = decontaminate_rows(self.ctx, rows, decontaminate)
+            if decontamination["rows_dropped"]:
+                dropped["contaminated"] = decontamination["rows_dropped"]
+            notes.append(describe_drop(decontamination))
         if not rows:
             raise ToolError(f"No rows left after dropping {dropped}; check column_map and filter_min_chars.")
         splits = split_rows(rows, test_size)
-        notes = list(loaded.notes)
+        if held_out:
+            notes.append(f"Converted although {held_out} (allow_eval_split=True, recorded in the ledger).")
+        notes += _fix_notes(fixed, shape, roles)
         if dropped.get("unknown_speaker"):
             notes.append(f"{dropped['unknown_speaker']} rows had turns from speakers other than "
                          f"{', '.join(SPEAKERS)} and were dropped.")
@@ -101,9 +128,12 @@ Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="
             "target_format": target_format, "system_prompt": system_prompt,
             "filter_min_chars": filter_min_chars, "dedupe": "exact, after lowercasing and collapsing whitespace",
             "drop_empty": True, "max_rows": limit, "test_size": test_size, "seed": SEED, "dropped": dropped,
-            "rows": {k: len(v) for k, v in splits.items()},
+            "rows": {k: len(v) for k, v in splits.items()}, "fixed": fixed,
             **({"speaker_map": speakers} if speakers else {}),
             **({"answer_extracted_from": answers} if answers else {}),
+            **({"multiple_choice": {**choices.record(), "seed": SEED}} if choices else {}),
+            **({"decontamination": decontamination} if decontamination else {}),
+            **({"eval_split_override": {"reason": held_out, "allow_eval_split": True}} if held_out else {}),
         }
         hub_id, push_error = None, None
         if push_to_hub:
@@ -119,22 +149,32 @@ Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="
                             f"failed: {push_error}")
         return {"dataset_id": dataset_id, "path": str(folder), "rows": len(rows), "format": target_format,
                 "splits": {k: len(v) for k, v in splits.items()}, "hub_id": hub_id, "source_shape": shape,
-                "columns": roles, "dropped": dropped, "notes": notes,
+                "columns": roles, "dropped": dropped, "fixed": fixed, "notes": notes,
+                **({"multiple_choice": choices.record()} if choices else {}),
                 "sample": fence(json.dumps(rows[:2], ensure_ascii=False), f"dataset:{loaded.dataset} converted rows",
                                 2000)}
 
     def _convert(self, loaded: LoadedRows, shape: str, roles: dict, target: str, system_prompt: str | None,
-                 min_chars: int | None):
+                 min_chars: int | None, choices: ChoiceBuilder | None):
         out, seen = [], set()
-        dropped = {"empty": 0, "too_short": 0, "duplicates": 0, "unknown_speaker": 0, "identical_pair": 0}
+        dropped = dict.fromkeys(("empty", "too_short", "duplicates", "unknown_speaker", "identical_pair",
+                                 "bad_turn_order", "no_answer"), 0)
+        fixed = dict.fromkeys(("leading_assistant_dropped", "cut_at_repeated_role", "cut_at_empty_turn",
+                               "annotations_stripped", "implicit_prompt_kept"), 0)
         answers, speakers = {}, {}
         for row in loaded.rows:
-            example, reason = conversation_turns(row, shape, roles, loaded.label_names, system_prompt, speakers)
+            example, reason = conversation_turns(row, shape, roles, loaded.label_names, system_prompt, speakers,
+                                                 choices)
             if example is not None:
+                stripped = sum(strip_annotations(example.get(k) or []) for k in ("prompt", "completion", "rejected"))
                 converted, reason, how = render_row(example, target, min_chars)
             if reason is not None:
                 dropped[reason] += 1
                 continue
+            for fix in example.get("fixes", ()):
+                fixed[fix] += 1
+            fixed["implicit_prompt_kept"] += bool(example.get("implicit"))
+            fixed["annotations_stripped"] += bool(stripped)
             key = " ".join(json.dumps(converted, sort_keys=True, ensure_ascii=False).lower().split())
             if key in seen:
                 dropped["duplicates"] += 1
@@ -143,7 +183,7 @@ Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="
             out.append(converted)
             if how:
                 answers[how] = answers.get(how, 0) + 1
-        return out, {k: v for k, v in dropped.items() if v}, answers, speakers
+        return out, {k: v for k, v in dropped.items() if v}, {k: v for k, v in fixed.items() if v}, answers, speakers
 
     def _push(self, folder: Path, repo_id: str, transform: dict, loaded: LoadedRows) -> str:
         settings = self.ctx.settings
@@ -158,6 +198,22 @@ Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="
                               commit_message=f"Add {transform['target_format']} data converted from "
                                              f"{_public_name(loaded)}")
         return repo_id
+
+
+def _fix_notes(fixed: dict, shape: str, roles: dict) -> list[str]:
+    """What the cleaning changed, in words (the counts are in "fixed")."""
+    said = {
+        "leading_assistant_dropped": "conversations opened with the assistant: those opening turns were dropped",
+        "cut_at_repeated_role": "conversations held two turns of the same role in a row: each was cut before the "
+                                "repeat, keeping its valid start",
+        "cut_at_empty_turn": "conversations held an empty turn: each was cut before it, keeping its valid start",
+        "annotations_stripped": "rows had calculator annotations such as <<48/2=24>> in replies: removed (a final "
+                                "'#### N' answer line is kept)",
+        "implicit_prompt_kept": "preference rows already hold the user turn in chosen/rejected (TRL's implicit "
+                                "prompt): kept as they are" + (f", the {roles['prompt']!r} column not added"
+                                                               if "prompt" in roles else ""),
+    }
+    return [f"{count} {said[fix]}." for fix, count in fixed.items()]
 
 
 def dataset_card(repo_id: str, transform: dict, loaded: LoadedRows, splits: list[str], endpoint: str) -> str:

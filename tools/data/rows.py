@@ -11,11 +11,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evals.catalogue import ALIASES, CATALOGUE, normalize
 from tools.backends.hub import DatasetViewer, ViewerError
 from tools.context import ToolContext
 from tools.data.datasets import InspectDatasetTool
-from tools.data.formats import read_local_split
+from tools.data.formats import ROLE_ALIASES, find_column, read_local_split
 from tools.errors import ToolError
+from tools.paths import looks_local
 
 ROWS_PAGE = 100  # the viewer's maximum `length` for /rows
 
@@ -105,6 +107,25 @@ def _get_rows(viewer: DatasetViewer, loaded: LoadedRows, offset: int, length: in
                         f"{loaded.dataset} ({loaded.config}/{loaded.split}): HTTP {err.status} {err.code or ''} "
                         f"{err.message}. Retry in a minute, or load the dataset inside a training job with "
                         "datasets.load_dataset.") from err
+
+
+def load_eval_items(ctx: ToolContext, eval_set: str, limit: int) -> tuple[LoadedRows, str | None, list[str]]:
+    """(rows, question column, one text per eval item) of an eval set: a benchmark from evals.catalogue
+    ("gsm8k": its pinned data and question column), or a Hub id or local path (its test split when it
+    has one, and a prompt-like column, else the column with the most text)."""
+    canonical = None if looks_local(ctx, eval_set) or "/" in eval_set else ALIASES.get(normalize(eval_set))
+    if canonical:
+        entry = CATALOGUE[canonical]
+        repo, config, split = entry.get("texts_repo") or (entry["hf_repo"], entry["hf_subset"], entry["split"])
+        loaded = load_rows(ctx, repo, config=config, split=split, limit=limit)
+    else:
+        loaded = load_rows(ctx, eval_set, limit=limit, prefer_split="test")
+    columns = sorted({k for r in loaded.rows for k in r})
+    known = [e["question_column"] for e in CATALOGUE.values()
+             if loaded.dataset in (e["hf_repo"], (e.get("texts_repo") or ("",))[0]) and e["question_column"] in columns]
+    column = known[0] if known else find_column(columns, ROLE_ALIASES["prompt"]) or max(
+        columns, key=lambda c: sum(len(v) for r in loaded.rows if isinstance(v := r.get(c), str)), default=None)
+    return loaded, column, [row_text({column: r.get(column)}) for r in loaded.rows]
 
 
 def row_text(row: dict, skip: set[str] | frozenset = frozenset()) -> str:

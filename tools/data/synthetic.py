@@ -20,7 +20,7 @@ import yaml
 from huggingface_hub import CommitOperationAdd
 from smolagents import Tool
 
-from evals.contamination import ngram_overlap, words
+from evals.contamination import find_contamination, words
 from tools.backends.hub import cap_text, hf_api, hub_errors, is_hub_id, new_private_dataset_repo
 from tools.context import ToolContext
 from tools.data.quality import near_duplicate_pairs
@@ -33,7 +33,6 @@ FORMATS = {"messages": ("messages",), "prompt-completion": ("prompt", "completio
 ROLES = ("system", "user", "assistant")
 NEAR_DUPLICATE = 0.9
 SHINGLE_WORDS = 3
-CONTAMINATION_N = 8
 MAX_PROBLEMS = 10
 MAX_EXAMPLES = 20_000
 EVAL_ROWS = 20_000
@@ -331,17 +330,17 @@ Example: generate_synthetic_data(spec="negation", examples=[{"prompt": "Not bad.
             for text in _strings(row):
                 eval_texts.append(text)
                 eval_rows.append(r)
-        report = ngram_overlap(["\n".join(sides(row, fmt)) for row in rows], eval_texts, n=CONTAMINATION_N)
-        hits = set(report.train_indices)
+        report = find_contamination(["\n".join(sides(row, fmt)) for row in rows], eval_texts)
+        hits = set(report.train_matches)
         if hits:
-            shared = "; ".join(f"{cap_text(seq, 80)!r} (eval row {eval_rows[e]})"
-                               for e, seq in list(report.examples.items())[:3])
-            problems += [f"example {origin[k]}: shares an {CONTAMINATION_N}-word sequence with the eval set "
-                         "(dropped)" for k in sorted(hits)]
-            notes.append(f"{len(hits)} examples overlapped the eval set {loaded.split!r} split, e.g. {shared}. "
+            shared = "; ".join(f"{cap_text(m.eval_text, 80)!r} (eval row {eval_rows[m.eval_index]}, {m.level})"
+                               for m in report.matches[:3])
+            problems += [f"example {origin[k]}: holds eval row {eval_rows[m.eval_index]} ({m.level} copy; dropped)"
+                         for k, m in report.train_matches.items()]
+            notes.append(f"{len(hits)} examples copied items of the eval set {loaded.split!r} split, e.g. {shared}. "
                          "Write examples about other content than the eval items.")
         where = {k: v for k, v in loaded.describe().items() if k not in ("path", "dataset")}
-        return hits, {"eval_dataset": eval_dataset, **where, "n": CONTAMINATION_N, "eval_texts": len(eval_texts),
+        return hits, {"eval_dataset": eval_dataset, **where, "levels": report.levels, "eval_texts": len(eval_texts),
                       "eval_items_hit": report.contaminated, "examples_dropped": len(hits)}
 
     def _push(self, folder: Path, repo_id: str, card: str, rows: int) -> str:
@@ -369,8 +368,8 @@ def dataset_card(title: str, transform: dict) -> str:
     if check:
         eval_name = Path(check["eval_dataset"]).name if check["source"] == "local" else check["eval_dataset"]
         contamination = (f"Checked against the eval set `{eval_name}` (split `{check['split']}`): "
-                         f"{dropped['contaminated']} examples sharing {check['n']} consecutive words with it were "
-                         "dropped.")
+                         f"{dropped['contaminated']} examples holding one of its items (exact, normalised or "
+                         "fuzzy copies; shared template wording does not count) were dropped.")
     else:
         contamination = "Not checked against an eval set."
     return (f"---\n{yaml.safe_dump(meta, sort_keys=False)}---\n\n# {title}\n\n"

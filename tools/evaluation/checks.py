@@ -4,7 +4,8 @@
   its starting model (the model its root training run started from; without a run, the experiment's
   base_model) on the same task spec and the same eval data.
 - Contamination: the training data of the run that produced the checkpoint, and of every run it
-  descends from, is checked for word n-gram overlap (evals.contamination) with the eval questions.
+  descends from, is checked for copies of the eval questions (evals.contamination: exact, normalised,
+  fuzzy; shared template wording does not count).
   Local training data is read whole (up to TRAIN_ROWS_LOCAL rows); Hub data through the dataset
   viewer, TRAIN_ROWS_HUB rows spread over the split. The report says how much was read.
 """
@@ -17,13 +18,12 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from evals.contamination import ngram_overlap
+from evals.contamination import find_contamination
 from evals.integrity import local_eval_texts
 from evals.tasks import TASKS
 from tools.context import ToolContext
 from tools.errors import ToolError
 
-NGRAM = 8
 TRAIN_ROWS_LOCAL = 200_000
 TRAIN_ROWS_HUB = 2_000
 EVAL_ROWS_HUB = 2_000
@@ -147,18 +147,20 @@ def check_contamination(ctx: ToolContext, ref: dict, run_id: int | None) -> dict
             sources.append(source)
     except (ToolError, OSError, ValueError) as err:
         return {"checked": False, "contaminated": None, "reason": f"could not read the data to compare: {err}"}
-    report = ngram_overlap(train_texts, eval_texts, n=NGRAM)
-    examples = {str(k): v for k, v in list(report.examples.items())[:MAX_EXAMPLES]}
-    return {"checked": True, "contaminated": report.contaminated > 0, "n": NGRAM, "eval_items": report.eval_items,
-            "contaminated_items": report.contaminated, "fraction": report.fraction,
-            "eval_indices": report.eval_indices[:100], "train_rows_matching": len(report.train_indices),
-            "examples": examples, "skipped_short_items": len(report.skipped), "eval_source": eval_source,
+    report = find_contamination(train_texts, eval_texts)
+    summary = report.summary(max_matches=MAX_EXAMPLES)
+    return {"checked": True, "contaminated": report.contaminated > 0, "eval_items": report.eval_items,
+            "contaminated_items": report.contaminated, "fraction": report.fraction, "levels": report.levels,
+            "eval_indices": [m.eval_index for m in report.matches][:100],
+            "train_rows_matching": len(report.train_matches), "matches": summary["matches"],
+            "skipped_short_items": len(report.skipped), "method": summary["method"], "eval_source": eval_source,
             "train_sources": sources, "train_rows_read": len(train_texts)}
 
 
 def contamination_warning(report: dict, key: str) -> str:
-    first = next(iter(report["examples"].values()), "")
+    levels = ", ".join(f"{n} {level}" for level, n in report["levels"].items() if n)
+    first = report["matches"][0]["eval_text"][:120] if report["matches"] else ""
     return (f"CONTAMINATED: {report['contaminated_items']} of {report['eval_items']} {key} eval questions "
-            f"({100 * report['fraction']:.1f}%) share a sequence of {report['n']} words with this checkpoint's "
-            f"training data (e.g. \"{first}\"). This score is not a held-out result and must not be reported as "
-            "one: remove the overlapping rows from the training data and retrain.")
+            f"({100 * report['fraction']:.1f}%) occur in this checkpoint's training data ({levels}; e.g. \"{first}\"). "
+            "This score is not a held-out result and must not be reported as one: drop the matching rows "
+            "(reformat_dataset with decontaminate=...) and retrain.")

@@ -37,6 +37,7 @@ from tools.errors import ToolError
 from tools.evaluation.checks import check_contamination, contamination_warning, hub_reachable, require_baseline
 from tools.paths import looks_local, resolve_inside
 from tools.redact import redact
+from tools.spend import budget_spent, reserve_job, settle_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVAL_TIMEOUT_S = 3600
@@ -107,7 +108,7 @@ class _EvaluationTool(Tool):
             if details["contaminated"]:
                 out["warning"] = contamination_warning(details["contamination"], ref["key"])
                 out["contamination"] = {k: details["contamination"][k] for k in
-                                        ("contaminated_items", "eval_items", "fraction", "examples")}
+                                        ("contaminated_items", "eval_items", "fraction", "levels", "matches")}
         ctx.emit("eval_result", {**out, "experiment_id": experiment_id, "run_id": run_id})
         return out
 
@@ -278,13 +279,16 @@ Example: run_evaluation(model=run["output_dir"], task="gsm8k", run_id=run["run_i
         script_path = out_dir / "eval_job.py"
         script = render_eval_script(argv, gpu=gpu, title=f"{request['model']} on {ref['key']}")
         script_path.write_text(script)
-        if not local and not ctx.ask_approval("run_evaluation", {"flavor": flavor or "cpu-basic", "task": ref["key"],
-                                                                "timeout_minutes": EVAL_JOB_TIMEOUT_S // 60}):
-            raise ToolError(f"the user did not approve an evaluation job on {flavor or 'cpu-basic'}; nothing was "
-                            "submitted. Ask the user, or evaluate here.")
         secrets = {"HF_TOKEN": ctx.settings.hf_token} if ctx.settings.hf_token else None
-        job_id = ctx.jobs.submit(script_path, run_id=None, secrets=secrets, flavor=flavor,
-                                 timeout_s=EVAL_JOB_TIMEOUT_S, labels={"ml-intern-eval": ref["name"]})
+        with reserve_job(ctx, "eval", flavor, EVAL_JOB_TIMEOUT_S, task=ref["key"]) as held:
+            if not local and not ctx.ask_approval("run_evaluation", {
+                    "flavor": flavor or "cpu-basic", "task": ref["key"], "timeout_minutes": EVAL_JOB_TIMEOUT_S // 60,
+                    "max_cost_usd": held.usd}):
+                raise ToolError(f"the user did not approve an evaluation job on {flavor or 'cpu-basic'}; nothing was "
+                                "submitted. Ask the user, or evaluate here.")
+            job_id = ctx.jobs.submit(script_path, run_id=None, secrets=secrets, flavor=flavor,
+                                     timeout_s=EVAL_JOB_TIMEOUT_S, labels={"ml-intern-eval": ref["name"]})
+            held.attach(job_id)
         job = {"job_id": job_id, "backend": ctx.jobs.name, "flavor": flavor, "gpu": gpu,
                "script_path": str(script_path), "script_sha256": hashlib.sha256(script.encode()).hexdigest()}
         eval_run_id = ctx.ledger.create_run(
@@ -343,12 +347,18 @@ Example: collect_evaluation(job_id=job["job_id"], max_minutes=60)"""
         deadline = time.monotonic() + 60 * (30.0 if max_minutes is None else max(0.0, float(max_minutes)))
         interval = self.poll_interval_s or (2.0 if ctx.jobs.name == "local" else 15.0)
         status = ctx.jobs.status(job_id)
-        while not status.done and time.monotonic() + interval <= deadline:
-            time.sleep(interval)
+        spent = None
+        while not status.done and time.monotonic() + interval <= deadline and not (spent := budget_spent(ctx)):
+            if ctx.stop_requested.wait(interval):  # the user stopped the turn
+                break
             status = ctx.jobs.status(job_id)
         if not status.done:
-            return {"job_id": job_id, "stage": status.stage, "still_running": True,
-                    "message": "The evaluation is still running; call collect_evaluation again later."}
+            waiting = {"job_id": job_id, "stage": status.stage, "still_running": True,
+                       "message": "The evaluation is still running; call collect_evaluation again later."}
+            if spent:
+                waiting.update(budget_spent=spent, message=f"Stopped waiting: {spent}. The evaluation is still "
+                               f"{status.stage}; report what you have, or cancel_job it.")
+            return waiting
         log = redact(ctx.jobs.logs(job_id), ctx.settings.secrets)
         result, samples = parse_eval_log(log)
         errors = [line for line in log.splitlines() if line.startswith("error: ")]
@@ -371,6 +381,7 @@ Example: collect_evaluation(job_id=job["job_id"], max_minutes=60)"""
         if cost is not None:
             fields["cost_usd"] = cost
         self.ctx.ledger.update_run(run["id"], **fields)
+        settle_job(self.ctx, run, cost if cost is not None else run["cost_usd"])
 
     @staticmethod
     def _local_details(result: dict, samples: dict | None, out_dir: Path) -> dict:

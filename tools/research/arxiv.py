@@ -149,8 +149,19 @@ def parse_feed(xml_text: str) -> list[dict]:
             "abstract": " ".join(entry.findtext(f"{ATOM}summary", "").split()),
             "categories": [c.get("term") for c in entry.findall(f"{ATOM}category") if c.get("term")],
             "primary_category": primary.get("term") if primary is not None else None,
+            "comment": " ".join(entry.findtext(f"{ARXIV_NS}comment", "").split()) or None,
         })
     return entries
+
+
+def arxiv_entry(settings: Settings, paper_id: str, waiter: Waiter | None = None) -> dict | None:
+    """One paper's export-API entry (`id_list`), with its abstract and comment; None when arXiv has none."""
+    url = f"{settings.arxiv_url.rstrip('/')}/api/query"
+    reply = polite_get(url, {"id_list": arxiv_id(paper_id), "max_results": 1}, timeout=settings.http_timeout_s,
+                       waiter=waiter or Waiter(10.0), label="arXiv API")
+    if reply.status_code != 200 and "<feed" not in reply.text:
+        raise RemoteError(f"arXiv API answered HTTP {reply.status_code}", reply.status_code)
+    return next(iter(parse_feed(reply.text)), None)
 
 
 def arxiv_search(settings: Settings, query: str, limit: int = 10, category: str | None = None,

@@ -1,8 +1,12 @@
-"""Finding real usage examples in the Hugging Face training libraries through GitHub code search.
+"""Finding real code on GitHub: any public repository, a paper's own repository first, or the Hugging Face
+training libraries.
 
 GitHub's REST code search (`GET /search/code`) needs a token; each hit's file is then read through
-the contents API and cut to a snippet around the match. Files are third-party text: every snippet
-comes back fenced (tools.untrusted). The token is sent to the configured GitHub API host only.
+the contents API and cut to a snippet around the match. With an arXiv id, the paper's own repository
+(tools.research.paper_code) is searched first; when the paper links none, repository search
+(`GET /search/repositories`) offers candidates that name the paper. Files and descriptions are
+third-party text: they come back fenced (tools.untrusted). The token is sent to the configured GitHub API
+host only.
 """
 
 from __future__ import annotations
@@ -18,15 +22,20 @@ from smolagents import Tool
 
 from tools.context import ToolContext
 from tools.errors import ToolError
+from tools.research.arxiv import arxiv_id as plain_arxiv_id
+from tools.research.paper_code import paper_repository, repo_in
 from tools.untrusted import fence
 
 SCOPES = {
+    "any": "",  # every public repository
     "trl": "repo:huggingface/trl",
     "peft": "repo:huggingface/peft",
     "lighteval": "repo:huggingface/lighteval",
     "transformers": "repo:huggingface/transformers path:examples",
-    "any": "repo:huggingface/trl repo:huggingface/peft repo:huggingface/lighteval repo:huggingface/transformers",
+    "huggingface": " ".join(f"repo:huggingface/{name}" for name in ("trl", "peft", "lighteval", "transformers")),
 }
+REPO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
+MAX_CANDIDATES = 3
 MAX_LIMIT = 10
 MAX_QUERY_CHARS = 256
 SNIPPET_CHARS = 1500
@@ -82,51 +91,102 @@ def snippet_around(text: str, query: str) -> tuple[str, int]:
 
 class SearchCodeExamplesTool(Tool):
     name = "search_code_examples"
-    description = """Search TRL, PEFT, lighteval and the transformers examples on GitHub for real code using
-an API. Needs GITHUB_TOKEN; without it use lookup_api and search_docs.
-Returns [{"repo", "path", "url", "start_line", "snippet"}].
-Example: search_code_examples(query="SFTConfig packing", library="trl", limit=3)"""
+    description = """Search public GitHub code (needs GITHUB_TOKEN, else use search_docs); arxiv_id puts the
+paper's own repository first.
+Returns {"hits": [{"repo", "path", "url", "snippet", "found_by"}], "paper_repository", "notes"}.
+Example: search_code_examples(query="GRPOConfig num_generations", arxiv_id="2402.03300")"""
     inputs = {
-        "query": {"type": "string", "description": "Code words, e.g. \"LoraConfig target_modules\"; no repo:/org:."},
-        "library": {"type": "string", "description": "trl (default), peft, lighteval, transformers (examples) or any.",
-                    "nullable": True},
-        "limit": {"type": "integer", "description": "Maximum number of files (1-10, default 5).",
-                  "nullable": True},
+        "query": {"type": "string", "description": "Code words, e.g. \"LoraConfig target_modules\"."},
+        "library": {"type": "string", "nullable": True,
+                    "description": "any (default), trl, peft, lighteval, transformers (examples) or huggingface."},
+        "repo": {"type": "string", "nullable": True, "description": "Only this repository, 'owner/name'."},
+        "arxiv_id": {"type": "string", "nullable": True, "description": "A paper whose own repository goes first."},
+        "limit": {"type": "integer", "description": "Maximum number of files (1-10, default 5).", "nullable": True},
     }
     output_type = "object"
     max_backoff_s = 10.0
 
-    def __init__(self, ctx: ToolContext, sleep=time.sleep):
+    def __init__(self, ctx: ToolContext, sleep=time.sleep, max_wait_s: float = 10.0):
         super().__init__()
-        self.ctx = ctx
+        self.ctx, self.max_wait_s = ctx, max_wait_s
         self._sleep = sleep
 
-    def forward(self, query: str, library: str | None = "trl", limit: int | None = 5) -> list[dict]:
+    def forward(self, query: str, library: str | None = "any", repo: str | None = None, arxiv_id: str | None = None,
+                limit: int | None = 5) -> dict:
         query = " ".join((query or "").split())
-        library = (library or "trl").strip().lower()
+        library = (library or "any").strip().lower()
         if not query:
             raise ToolError("search_code_examples needs a non-empty query, e.g. query=\"GRPOConfig reward_funcs\".")
         if library not in SCOPES:
             raise ToolError(f"Unknown library {library!r}: use one of {', '.join(SCOPES)}.")
         if SCOPE_QUALIFIER.search(query):
-            raise ToolError("Leave repo:/org:/user: out of the query: the library argument picks the repositories.")
+            raise ToolError("Leave repo:/org:/user: out of the query: pass repo='owner/name', or library=.")
         if len(query) > MAX_QUERY_CHARS:
             raise ToolError(f"The query is {len(query)} characters; GitHub accepts at most {MAX_QUERY_CHARS}. "
                             "Use a few distinctive code words.")
+        if repo:
+            repo = repo_in(repo) if "github.com" in repo else repo.strip().strip("/")
+            if not repo or not REPO_NAME.fullmatch(repo):
+                raise ToolError(f"repo must be 'owner/name' (or a github.com URL), not {repo!r}.")
         limit = max(1, min(int(limit or 5), MAX_LIMIT))
+        notes: list[str] = []
+        paper = None
+        if arxiv_id:
+            arxiv_id = plain_arxiv_id(arxiv_id)
+            paper, notes = paper_repository(self.ctx.settings, arxiv_id, self.max_wait_s)
+        searches = [(f"{query} repo:{repo}", "repository")] if repo else []
+        if paper and not repo:
+            searches.append((f"{query} repo:{paper['repo']}", "paper repository"))
+        if not repo:
+            searches.append((f"{query} {SCOPES[library]}".strip(), "search"))
         settings = self.ctx.settings
         api = settings.github_api_url.rstrip("/")
         headers = {"Accept": "application/vnd.github.text-match+json", "User-Agent": "ml-intern",
                    "X-GitHub-Api-Version": "2022-11-28"}
         if settings.github_token:
             headers["Authorization"] = f"Bearer {settings.github_token}"
+        hits: list[dict] = []
         with httpx.Client(headers=headers, timeout=settings.http_timeout_s) as client:
-            found = self._get_json(client, f"{api}/search/code",
-                                   {"q": f"{query} {SCOPES[library]}", "per_page": limit})
-            items = found.get("items") if isinstance(found, dict) else None
-            if not isinstance(items, list):
-                raise ToolError("GitHub's code search reply has no `items` list; retry later or use search_docs.")
-            return [self._hit(client, api, item, query) for item in items[:limit] if isinstance(item, dict)]
+            for q, found_by in searches:
+                if len(hits) >= limit:
+                    break
+                try:
+                    found = self._get_json(client, f"{api}/search/code", {"q": q, "per_page": limit})
+                except ToolError as err:
+                    if found_by != "paper repository" or "HTTP 422" not in str(err):
+                        raise
+                    notes.append(f"GitHub cannot search {paper['repo']} (HTTP 422: private, gone or not indexed); "
+                                 "the hits come from the wider search.")
+                    continue
+                items = found.get("items") if isinstance(found, dict) else None
+                if not isinstance(items, list):
+                    raise ToolError("GitHub's code search reply has no `items` list; retry later or use search_docs.")
+                seen = {(h["repo"], h["path"]) for h in hits}
+                fresh = [i for i in items if isinstance(i, dict) and (str((i.get("repository") or {}).get(
+                    "full_name", "")), str(i.get("path", ""))) not in seen]
+                hits += [{**self._hit(client, api, item, query), "found_by": found_by}
+                         for item in fresh[: limit - len(hits)]]
+            result = {"hits": hits, "paper_repository": paper, "notes": notes}
+            if arxiv_id and not paper:
+                try:
+                    result["repository_candidates"] = self._candidates(client, api, arxiv_id)
+                    notes.append("The paper links no repository; repository_candidates name it in their name or "
+                                 "description: check one, then search it with repo='owner/name'.")
+                except ToolError as err:
+                    notes.append(f"The paper links no repository, and repository search failed: {str(err)[:200]}")
+        return result
+
+    def _candidates(self, client: httpx.Client, api: str, paper_id: str) -> list[dict]:
+        """Repositories whose name or description mention the paper's arXiv id, most starred first."""
+        found = self._get_json(client, f"{api}/search/repositories",
+                               {"q": f'"{paper_id}" in:name,description,readme', "sort": "stars",
+                                "per_page": MAX_CANDIDATES})
+        items = found.get("items") if isinstance(found, dict) else None
+        return [{"repo": str(item.get("full_name", "")), "url": item.get("html_url"),
+                 "stars": item.get("stargazers_count"),
+                 "description": fence(item.get("description") or "", f"github:{item.get('full_name')} description",
+                                      300)}
+                for item in (items or [])[:MAX_CANDIDATES] if isinstance(item, dict)]
 
     def _get_json(self, client: httpx.Client, url: str, params: dict | None = None, backoff: bool = True):
         for attempt in (1, 2):

@@ -4,8 +4,11 @@ and reported scores, each with the sentence (or table row) it came from.
 Regex-based and deterministic, no LLM call: it finds candidates fast, and the quoted sentence lets
 the agent (or a person) check each one in context.
 
-    recipe = extract_recipe_from_text(paper_text)
-    recipe["hyperparameters"]["learning_rate"]  # [{"value": 2e-05, "text": "2\\times 10^{-5}", ...}]
+    recipe = extract_recipe(paper)             # a paper_reader Paper; or extract_recipe_from_text(text)
+    recipe["hyperparameters"]["learning_rate"]  # [{"value": 2e-05, "stage": "SFT", "main": True, ...}]
+    recipe["stages"]["GRPO"]                    # {"learning_rate": 1e-06, "group_size": 8, ...}
+
+Hyperparameters (with their stages, sweeps and rejected values) come from tools.research.hyperparameters.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ import re
 from smolagents import Tool
 
 from tools.context import ToolContext
-from tools.research.paper_reader import fetch_paper
+from tools.research.hyperparameters import SENTENCE_CHARS, find_hyperparameters, quote, sections_of_text
+from tools.research.paper_reader import Paper, fetch_paper
 from tools.untrusted import fence_fields
 
-SENTENCE_CHARS = 300
-LIMITS = {"datasets": 12, "base_models": 8, "methods": 10, "scores": 20, "per_hyperparameter": 4}
+LIMITS = {"datasets": 12, "base_models": 8, "methods": 10, "scores": 20}
 
 BENCHMARKS = ["GSM8K", "GSM-8K", "MATH-500", "MATH500", "MATH", "AIME 2024", "AIME24", "AIME", "AMC23", "MMLU-Pro",
               "MMLU", "HumanEval+", "HumanEval", "MBPP", "TruthfulQA", "ARC-Challenge", "ARC-Easy", "ARC",
@@ -54,34 +57,6 @@ METHODS = {
     "IPO": r"\bIPO\b", "RLOO": r"\bRLOO\b", "LoRA": r"\bLoRA\b|(?i:low-rank adaptation)", "QLoRA": r"\bQLoRA\b",
     "distillation": r"(?i:\bdistill(?:ation|ed)\b)", "reward model": r"(?i:\breward models?\b)",
 }
-LR = (r"(?:\d+(?:\.\d+)?\s*(?:\\times|×|x|\*)\s*)?10\s*\^?\s*\{?\s*[-−–]\s*\d+\s*\}?"
-      r"|\d+(?:\.\d+)?\s*[eE]\s*[-−–]\s*\d+|\d*\.\d+")
-INT = r"\d[\d,]*(?![\d.]*\d)"
-GAP = r"[^.\d|;]{0,30}?"
-HYPER_SENTENCE = {
-    "learning_rate": [rf"(?:learning[\s-]rates?|\blr\b)\s*{GAP}(?P<v>(?:{LR})(?:\s*(?:,|and|or|to|/)\s*(?:{LR}))*)"],
-    "epochs": [r"\b(?P<v>\d+|one|two|three|four|five|ten)\s+(?:training\s+)?epochs?\b"],
-    "batch_size": [rf"batch[\s-]size\s*{GAP}(?P<v>{INT})"],
-    "lora_rank": [r"(?i:lora)\b.*?\brank\s*(?:of|=|:|to)?\s*(?:r\s*=?\s*)?(?P<v>\d+)",
-                  r"(?i:lora)\b.*?\br\s*=\s*(?P<v>\d+)"],
-    "lora_alpha": [r"(?i:lora)\b.*?(?:\\alpha|α|\balpha)\s*(?:=|of|:|to)?\s*(?P<v>\d+)"],
-    "warmup": [r"warm-?up(?:\s*(?:ratio|proportion|steps|of|is|was|set to|over|the|first|for|=|:))*\s*"
-               r"(?P<v>\d+(?:\.\d+)?\s*%|\d*\.\d+|\d+\s+steps)",
-               r"(?P<v>\d+(?:\.\d+)?\s*%|\d+\s+steps)\s+(?:(?:of|the|training|steps|for|linear)\s+)*warm-?up",
-               r"(?P<v>\d+)\s+warm-?up\s+steps"],
-    "max_length": [rf"(?:max(?:imum)?\.?\s+(?:sequence\s+|context\s+|input\s+|generation\s+|completion\s+)?length"
-                   rf"|(?:sequence|context)\s+length|max_(?:seq_)?length)\s*{GAP}(?P<v>{INT})"],
-    "kl_beta": [r"(?:\\beta|β|\bbeta|KL (?:coefficient|penalty))\s*(?:=|of|:|to)\s*(?P<v>\d*\.\d+|\d+)"],
-    "group_size": [rf"(?:group (?:size|of)|(?:generations|completions|samples) per prompt)\s*{GAP}(?P<v>\d+)"],
-}
-HYPER_LABEL = {
-    "learning_rate": r"learning[\s-]rate|lr", "epochs": r"(?:num(?:ber of)?\s+)?(?:training\s+)?epochs?",
-    "batch_size": r"(?:global |effective )?batch[\s-]size", "warmup": r"warm-?up(?: ratio| steps)?",
-    "max_length": r"max(?:imum)?\.?\s*(?:seq(?:uence)?\s*)?length|max_(?:seq_)?length|(?:sequence|context) length",
-    "lora_rank": r"(?:lora\s*)?rank|lora r", "lora_alpha": r"(?:lora\s*)?(?:alpha|α|\\alpha)",
-    "kl_beta": r"β|\\beta|beta|kl coef(?:ficient)?", "group_size": r"group size|num(?:ber of)? generations",
-}
-WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "ten": 10}
 SCORE_NUM = r"\d{1,3}(?:\.\d+)?(?![\w.,]\d|[A-Za-z])"
 SCORE_SENTENCE = [
     rf"(?P<b>{BENCH})(?![\w-])[^.;]{{0,50}}?\bfrom\s+(?P<base>{SCORE_NUM})\s*%?\s+to\s+(?P<v>{SCORE_NUM})",
@@ -100,26 +75,6 @@ def sentences(text: str) -> list[str]:
             if s.strip()]
 
 
-def number(text: str) -> float | int | str:
-    """"2\\times 10^{-5}" -> 2e-05, "2,048" -> 2048, "10%" -> "10%", "three" -> 3."""
-    raw = text.strip().lower()
-    if raw in WORDS:
-        return WORDS[raw]
-    if raw.endswith("%") or raw.endswith("steps"):
-        return " ".join(raw.split())
-    flat = re.sub(r"[\s{}]", "", raw).replace("−", "-").replace("–", "-").replace(",", "")
-    flat = flat.replace("\\times", "x").replace("×", "x").replace("*", "x").replace("^", "")
-    power = re.fullmatch(r"(?:(\d+(?:\.\d+)?)x)?10(-\d+)", flat)
-    if power:
-        return float(f"{power.group(1) or 1}e{power.group(2)}")
-    value = float(flat)
-    return int(value) if value.is_integer() and "e" not in flat and "." not in flat else value
-
-
-def quote(sentence: str) -> str:
-    return sentence if len(sentence) <= SENTENCE_CHARS else sentence[: SENTENCE_CHARS - 1] + "…"
-
-
 def tables(lines: list[str]) -> list[tuple[list[str], list[list[str]]]]:
     """Runs of `a | b` rows as (header cells, body rows)."""
     found, run = [], []
@@ -130,26 +85,6 @@ def tables(lines: list[str]) -> list[tuple[list[str], list[list[str]]]]:
             found.append((run[0], run[1:]))
             run = []
     return found
-
-
-def table_hyperparameters(header: list[str], rows: list[list[str]], out: dict) -> None:
-    for row in rows:
-        for name, label in HYPER_LABEL.items():
-            if row and re.fullmatch(label, row[0].strip(), re.I):
-                for column, cell in zip(header[1:], row[1:], strict=False):
-                    if re.fullmatch(LR if name == "learning_rate" else r"[\d.,]+\s*%?", cell.strip()):
-                        add_value(out, name, cell, " | ".join(header) + " / " + " | ".join(row), column)
-
-
-def add_value(out: dict, name: str, raw: str, sentence: str, column: str | None = None) -> None:
-    try:
-        value = number(raw)
-    except ValueError:
-        return
-    values = out.setdefault(name, [])
-    if all(v["value"] != value for v in values) and len(values) < LIMITS["per_hyperparameter"]:
-        values.append({"value": value, "text": raw.strip(), "sentence": quote(sentence),
-                       **({"column": column} if column else {})})
 
 
 def mention(found: dict, key: str, sentence: str, **fields) -> None:
@@ -185,16 +120,23 @@ def is_model_name(name: str) -> bool:
     return re.search(rf"(?i:{FAMILIES})", name.split("/")[-1]) is not None
 
 
-def extract_recipe_from_text(text: str) -> dict:
+def extract_recipe(paper: Paper) -> dict:
+    """`extract_recipe_from_text` of a paper, its sections' titles giving values their stages."""
+    return extract_recipe_from_text(paper.text(), [(s.title, s.text) for s in paper.all_sections()])
+
+
+def extract_recipe_from_text(text: str, sections: list[tuple[str, str]] | None = None) -> dict:
     """Datasets, base models, methods, hyperparameters and scores found in `text`, with sources.
 
-    Returns {"datasets": [{"name", "mentions", "roles": ["training"|"evaluation"], "sentence"}],
-    "base_models": [{"name", "size", "mentions", "roles": ["base"|"mentioned"], "sentence"}],
-    "methods": [{"name", "mentions", "sentence"}], "hyperparameters": {name: [{"value", "text",
-    "sentence", "column"?}]}, "scores": [{"benchmark", "value", "baseline"?, "model"?, "sentence"}]}.
+    `sections` [(title, text)] lets section titles name a stage ("4.2 GRPO training"); without it the
+    text is split at markdown headings. Returns {"datasets": [{"name", "mentions", "roles":
+    ["training"|"evaluation"], "sentence"}], "base_models": [{"name", "size", "mentions", "roles":
+    ["base"|"mentioned"], "sentence"}], "methods": [{"name", "mentions", "sentence"}], "scores":
+    [{"benchmark", "value", "baseline"?, "model"?, "sentence"}], and find_hyperparameters' "hyperparameters",
+    "stages", "sweeps" and "rejected"}.
     """
     parts = sentences(text or "")
-    datasets, models, methods, hyper, scores = {}, {}, {}, {}, []
+    datasets, models, methods, scores = {}, {}, {}, []
     for sentence in parts:
         for match in KNOWN_DATA.finditer(sentence):
             mention(datasets, match.group(1), sentence)
@@ -215,18 +157,12 @@ def extract_recipe_from_text(text: str) -> dict:
             for _ in re.finditer(pattern, sentence):
                 mention(methods, key, sentence)
         if " | " not in sentence:
-            for key, patterns in HYPER_SENTENCE.items():
-                for pattern in patterns:
-                    for match in re.finditer(pattern, sentence):
-                        for raw in re.findall(LR, match.group("v")) if key == "learning_rate" else [match.group("v")]:
-                            add_value(hyper, key, raw, sentence)
             for pattern in SCORE_SENTENCE:
                 for match in re.finditer(pattern, sentence):
                     extra = {"baseline": float(match.group("base"))} if "base" in match.groupdict() else {}
                     scores.append({"benchmark": match.group("b"), "value": float(match.group("v")), **extra,
                                    "sentence": quote(sentence)})
     for header, rows in tables(parts):
-        table_hyperparameters(header, rows, hyper)
         for column, name in enumerate(header):
             if column and re.fullmatch(rf"(?:{BENCH})(?: \(.*\))?", name):
                 for row in rows:
@@ -243,18 +179,18 @@ def extract_recipe_from_text(text: str) -> dict:
         "datasets": ranked(datasets, LIMITS["datasets"], data_roles),
         "base_models": ranked(models, LIMITS["base_models"], model_roles),
         "methods": ranked(methods, LIMITS["methods"]),
-        "hyperparameters": hyper,
         "scores": unique[: LIMITS["scores"]],
+        **find_hyperparameters(sections if sections is not None else sections_of_text(text)),
     }
 
 
 class ExtractRecipeTool(Tool):
     name = "extract_recipe"
-    description = """Extract a paper's training recipe from its full text, each value with its sentence (pattern
-matching: check the sentence before relying on a value).
-Returns {"datasets", "base_models", "methods", "hyperparameters": {"learning_rate": [{"value", "sentence"}],
-"batch_size"...}, "scores"}.
-Example: extract_recipe(arxiv_id="2305.18290")["hyperparameters"].get("learning_rate")"""
+    description = """Extract a paper's training recipe from its full text; each value keeps its sentence or table row
+(pattern matching: check it). Swept and rejected values are not the recipe.
+Returns {"datasets", "base_models", "methods", "scores", "hyperparameters": {name: [{"value", "stage", "main",
+"sentence"}]}, "stages": {"GRPO": {name: value}}, "sweeps", "rejected"}.
+Example: extract_recipe(arxiv_id="2402.03300")["stages"]"""
     inputs = {"arxiv_id": {"type": "string", "description": "arXiv id, e.g. '2402.03300'."}}
     output_type = "object"
 
@@ -264,6 +200,6 @@ Example: extract_recipe(arxiv_id="2305.18290")["hyperparameters"].get("learning_
 
     def forward(self, arxiv_id: str) -> dict:
         paper = fetch_paper(self.ctx.settings, arxiv_id, self.max_wait_s)
-        recipe = fence_fields(extract_recipe_from_text(paper.text()), f"arXiv:{paper.arxiv_id}",
-                              cap=SENTENCE_CHARS, keys={"sentence"})
+        recipe = fence_fields(extract_recipe(paper), f"arXiv:{paper.arxiv_id}", cap=SENTENCE_CHARS,
+                              keys={"sentence", "table"})
         return {"arxiv_id": paper.arxiv_id, "title": paper.title[:300], "url": paper.url, **recipe}

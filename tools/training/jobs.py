@@ -1,8 +1,9 @@
 """Job tools: submit a written training run, watch it, read its logs, cancel it, wait for it.
 
 Every tool returns promptly except `wait_for_job`, which polls up to a bound the agent chooses.
-Training scripts print `METRIC {json}` and `TRAINING_DONE {json}` lines (see tools/training/scripts.py);
-`job_status` parses them into the ledger, so the metrics survive the job and its logs.
+Our training scripts print `METRIC {json}` and `TRAINING_DONE {json}` lines (see tools/training/scripts.py);
+any other TRL script prints the Trainer's log dicts under a tqdm bar (tools/training/trl_logs.py reads both).
+`job_status` records them in the ledger, so the metrics survive the job and its logs.
 """
 
 from __future__ import annotations
@@ -19,40 +20,29 @@ from smolagents import Tool
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.redact import redact
+from tools.spend import budget_spent, reserve_job, settle_job
 from tools.stages import ACTIVE, TERMINAL
-from tools.training.diagnosis import diagnose
+from tools.training.diagnosis import STALL_S, diagnose, run_config
 from tools.training.preflight import preflight
 from tools.training.scripts import sha256_text
+from tools.training.trl_logs import ANSI, TrainingLog, bar_label, is_metric_line, read_training_log
 
 DEFAULT_TIMEOUT_MINUTES = 120
 MAX_WAIT_MINUTES = 120
 LOG_TAIL_LINES = 15
 MAX_LINE_CHARS = 400
-METRIC_LINE = re.compile(r"^METRIC (\{.*\})\s*$", re.M)
-DONE_LINE = re.compile(r"^TRAINING_DONE (\{.*\})\s*$", re.M)
+TAIL_SCAN_LINES = 2000  # the log tail is picked from this many last lines (tqdm redraws are lines too)
 
 
-def parse_training_log(text: str) -> tuple[list[dict], dict | None]:
-    """The METRIC rows and the TRAINING_DONE payload (or None) in a training log."""
-    rows = []
-    for match in METRIC_LINE.finditer(text):
-        try:
-            rows.append(json.loads(match.group(1)))
-        except json.JSONDecodeError:
-            continue
-    done = None
-    for match in DONE_LINE.finditer(text):
-        try:
-            done = json.loads(match.group(1))
-        except json.JSONDecodeError:
-            continue
-    return rows, done
+def parse_training_log(text: str, logging_steps: int | float | None = None) -> tuple[list[dict], dict | None]:
+    """The metric rows (METRIC lines, else the Trainer's printed dicts) and the TRAINING_DONE payload (or None)."""
+    parsed = read_training_log(text, logging_steps)
+    return parsed.rows, parsed.done
 
 
 def metric_points(rows: list[dict]) -> list[tuple[int | None, str, float]]:
-    """(step, name, value) for every finite number in the METRIC rows; NaN/inf cannot be stored."""
-    return [(row.get("step"), name, float(value)) for row in rows for name, value in row.items()
-            if name not in ("step", "max_steps") and isinstance(value, (int, float)) and math.isfinite(value)]
+    """(step, name, value) for every finite number in the rows; NaN/inf cannot be stored."""
+    return TrainingLog(rows).points()
 
 
 def _round(value):
@@ -67,9 +57,14 @@ def _eta_minutes(status, step: int, max_steps: int | None) -> float | None:
     return round(elapsed / step * max(0, int(max_steps) - step) / 60, 1)
 
 
-def _is_metric_echo(line: str) -> bool:
-    """METRIC lines and the Trainer's own dict echo of them: reported as latest_metrics instead."""
-    return line.startswith("METRIC ") or (line.startswith("{'") and "'epoch'" in line)
+def readable_lines(log: str, scan: int = TAIL_SCAN_LINES, metrics: bool = True) -> list[str]:
+    """The last `scan` lines of a log, without blank lines and terminal codes, each run of progress-bar redraws cut
+    to its last one (and without metric lines unless `metrics`), each cut to MAX_LINE_CHARS."""
+    lines = [ANSI.sub("", line).rstrip() for line in log.splitlines()[-scan:]]
+    lines = [line for line in lines if line.strip() and (metrics or not is_metric_line(line))]
+    labels = [bar_label(line) for line in lines]
+    return [line[:MAX_LINE_CHARS] for i, line in enumerate(lines)
+            if labels[i] is None or i + 1 == len(lines) or labels[i + 1] != labels[i]]
 
 
 def last_error_line(log: str) -> str | None:
@@ -96,23 +91,25 @@ class _JobTool(Tool):
         status = ctx.jobs.status(job_id)
         log = "" if status.stage == "queued" else redact(ctx.jobs.logs(job_id), ctx.settings.secrets)
         evaluation = run["kind"] == "eval"
-        rows, done = ([], None) if evaluation else parse_training_log(log)
         run_id = run["id"]
-        config = json.loads(run["config_json"]) if run["config_json"] else {}
-        if rows:
-            ctx.ledger.record_metrics(run_id, metric_points(rows))
-        training = [r for r in rows if "loss" in r]
-        latest = {k: _round(v) for k, v in (training[-1] if training else (rows[-1] if rows else {})).items()}
-        step = latest.pop("step", 0) if latest else 0
-        max_steps = (latest.pop("max_steps", None) if latest else None) or config.get("max_steps")
-        tail = [line[:MAX_LINE_CHARS] for line in log.splitlines() if not _is_metric_echo(line)]
+        config = run_config(run)
+        parsed = TrainingLog() if evaluation else read_training_log(log, config.get("logging_steps"))
+        done = parsed.done
+        if parsed.rows:
+            ctx.ledger.record_metrics(run_id, parsed.points())
+        latest = {k: _round(v) for k, v in parsed.latest_training().items()}
+        step = int(latest.pop("step", 0) or 0)
+        latest.pop("max_steps", None)
+        step = max(step, parsed.bar_step or 0)
+        max_steps = parsed.max_steps or config.get("max_steps")
+        tail = readable_lines(log, metrics=False)
         result = {
             "job_id": job_id, "run_id": run_id, "backend": ctx.jobs.name, "stage": status.stage,
             "progress": {"step": step, "max_steps": max_steps, "eta_minutes": _eta_minutes(status, step, max_steps)},
             "latest_metrics": latest,
             "log_tail": "\n".join(tail[-LOG_TAIL_LINES:]),
             "message": (self._eval_message(status, job_id, log, bool(config.get("result"))) if evaluation
-                        else self._message(status, latest, done, log, run)),
+                        else self._message(status, latest, done, log, run, parsed)),
         }
         if evaluation and status.stage == "completed" and not config.get("result"):
             result["next"] = f"collect_evaluation(job_id={job_id!r})"
@@ -128,6 +125,7 @@ class _JobTool(Tool):
             if cost is not None:
                 fields["cost_usd"] = cost
             ctx.ledger.update_run(run_id, **fields)
+            settle_job(ctx, run, cost)
         ctx.emit("job_update", {k: result[k] for k in ("job_id", "run_id", "backend", "stage", "progress",
                                                         "latest_metrics", "message")})
         return result
@@ -145,19 +143,28 @@ class _JobTool(Tool):
         last = f" Last error: {error}." if error else ""
         return f"The evaluation job ended {status.stage} ({status.message}).{last} Fix the cause and evaluate again."
 
-    def _message(self, status, latest: dict, done: dict | None, log: str, run: dict) -> str:
+    def _message(self, status, latest: dict, done: dict | None, log: str, run: dict, parsed: TrainingLog) -> str:
         stage = status.stage
         if stage == "queued":
             return "Waiting for hardware. Check again with job_status or wait_for_job."
         if stage == "running":
+            last = self.ctx.jobs.last_output_at(status.job_id)
+            if last is not None and time.time() - last >= STALL_S:
+                return (f"No log output for {(time.time() - last) / 60:.0f} minutes: the job may be stalled. "
+                        f"diagnose_run(run_id={run['id']}) says what to do.")
             loss = latest.get("loss")
             if isinstance(loss, float) and not math.isfinite(loss):
                 return ("Training loss is not finite: cancel_job this job and write a new run with a lower "
                         "learning_rate.")
             if loss is None:
                 return "Running; no training metrics yet (loading the model and data)."
-            return f"Training; latest loss {loss:.4g}."
+            reward = latest.get("reward")
+            return f"Training; latest loss {loss:.4g}" + (f", reward {reward:.4g}." if reward is not None else ".")
         if stage == "completed":
+            if not done and parsed.summary:
+                return (f"Training finished (train_loss {parsed.summary.get('train_loss', float('nan')):.4g}); the "
+                        "script printed no TRAINING_DONE line, so the checkpoint is wherever it saved or pushed it "
+                        "(its output_dir / hub_model_id): check it exists, then evaluate it.")
             if not done:
                 return "The job exited cleanly but printed no TRAINING_DONE line: the checkpoint may be missing."
             return f"Training finished; checkpoint saved to {done.get('output_dir')}. Evaluate it next."
@@ -219,8 +226,11 @@ Example: job = submit_job(run_id=run["run_id"], flavor="a10g-small", timeout_min
         flavor = self._check_flavor(flavor)
         checked = self._preflight(run, flavor, minutes, script)
         secrets = {"HF_TOKEN": ctx.settings.hf_token} if ctx.settings.hf_token else None
-        job_id = ctx.jobs.submit(script, run_id=int(run_id), secrets=secrets, flavor=flavor,
-                                 timeout_s=minutes * 60, labels={"ml-intern-run": str(run_id)})
+        with reserve_job(ctx, "train", flavor, minutes * 60, run_id=int(run_id)) as held:
+            self._approve(run, flavor, minutes, checked, held.usd)
+            job_id = ctx.jobs.submit(script, run_id=int(run_id), secrets=secrets, flavor=flavor,
+                                     timeout_s=minutes * 60, labels={"ml-intern-run": str(run_id)})
+            held.attach(job_id)
         hardware = flavor or ("local" if ctx.jobs.name == "local" else "cpu-basic")
         ctx.ledger.update_run(int(run_id), job_id=job_id, backend=ctx.jobs.name, status="running",
                               started_at=time.time(), finished_at=None, error=None, hardware=hardware,
@@ -235,7 +245,7 @@ Example: job = submit_job(run_id=run["run_id"], flavor="a10g-small", timeout_min
         return result
 
     def _preflight(self, run: dict, flavor: str | None, minutes: float, script: Path) -> dict:
-        """Refuse a run that cannot work; on paid hardware, ask for approval showing the cost."""
+        """Refuse a run that cannot work."""
         ctx = self.ctx
         config = json.loads(run["config_json"]) if run.get("config_json") else {
             "method": run["method"], "model": run["model"], "dataset": run["dataset"]}
@@ -244,14 +254,20 @@ Example: job = submit_job(run_id=run["run_id"], flavor="a10g-small", timeout_min
         if not report.ok:
             problems = " ".join(f"({i}) {p}" for i, p in enumerate(report.problems, 1))
             raise ToolError(f"preflight refused run {run['id']}, nothing was submitted: {problems}")
-        checked = {"warnings": report.warnings, "estimate": report.estimate}
-        if ctx.jobs.name != "local":
-            details = {"run_id": run["id"], "flavor": flavor or "cpu-basic", "timeout_minutes": minutes,
-                       "max_cost_usd": report.estimate.get("cost_usd")}
-            if not ctx.ask_approval("submit_job", details):
-                raise ToolError(f"the user did not approve submitting run {run['id']} ({details}); nothing was "
-                                "submitted. Ask the user, or propose a cheaper flavor or a shorter timeout.")
-        return checked
+        return {"warnings": report.warnings, "estimate": report.estimate}
+
+    def _approve(self, run: dict, flavor: str | None, minutes: float, checked: dict, held_usd: float) -> None:
+        """On paid hardware, ask for approval showing the most it can cost (already held against the budget)."""
+        ctx = self.ctx
+        if ctx.jobs.name == "local":
+            return
+        details = {"run_id": run["id"], "flavor": flavor or "cpu-basic", "timeout_minutes": minutes,
+                   "max_cost_usd": checked["estimate"].get("cost_usd") or held_usd}
+        if ctx.budget_usd is not None:
+            details["budget_left_after_usd"] = round(max(0.0, ctx.budget_usd - ctx.spent_usd()), 2)
+        if not ctx.ask_approval("submit_job", details):
+            raise ToolError(f"the user did not approve submitting run {run['id']} ({details}); nothing was "
+                            "submitted. Ask the user, or propose a cheaper flavor or a shorter timeout.")
 
     def _check_flavor(self, flavor: str | None) -> str | None:
         flavor = (flavor or "").strip() or None
@@ -278,7 +294,7 @@ Example: job_status(job_id=job["job_id"])["stage"]"""
 
 class JobLogsTool(_JobTool):
     name = "job_logs"
-    description = """Read the last lines of a job's output (stdout and stderr).
+    description = """Read the last lines of a job's output (stdout and stderr; progress-bar redraws shown once).
 Returns {"job_id", "run_id", "lines", "log"}.
 Example: print(job_logs(job_id=job["job_id"], tail=100)["log"])"""
     inputs = {
@@ -288,8 +304,9 @@ Example: print(job_logs(job_id=job["job_id"], tail=100)["log"])"""
     def forward(self, job_id: str, tail: int | None = None) -> dict:
         job_id = str(job_id).strip()
         run = self.ctx.job_run(job_id)
-        log = redact(self.ctx.jobs.logs(job_id, tail=int(tail) if tail is not None else 50), self.ctx.settings.secrets)
-        lines = [line[:MAX_LINE_CHARS] for line in log.splitlines()]
+        tail = 50 if tail is None else max(0, int(tail))
+        log = redact(self.ctx.jobs.logs(job_id), self.ctx.settings.secrets)
+        lines = readable_lines(log, scan=max(TAIL_SCAN_LINES, 20 * tail))[-tail:] if tail else []
         return {"job_id": job_id, "run_id": run["id"], "lines": len(lines), "log": "\n".join(lines)}
 
 
@@ -310,7 +327,7 @@ Example: cancel_job(job_id=job["job_id"])"""
 class WaitForJobTool(_JobTool):
     name = "wait_for_job"
     description = """Wait for a job to end (completed, failed, canceled or timeout), at most max_minutes.
-Returns job_status's dict plus "waited_minutes" and "still_running" (the bound came first).
+Returns job_status's dict plus "waited_minutes" and "still_running" (the bound, or "budget_spent", came first).
 Example: s = wait_for_job(job_id=job["job_id"], max_minutes=20)"""
     inputs = {
         "job_id": {"type": "string", "description": "The job id from submit_job."},
@@ -330,9 +347,13 @@ Example: s = wait_for_job(job_id=job["job_id"], max_minutes=20)"""
             report = self.report(job_id)
             if report["stage"] in TERMINAL:
                 break
-            if time.monotonic() + interval > deadline:
+            if spent := budget_spent(self.ctx):
+                report["budget_spent"] = spent
+                report["message"] = (f"Stopped waiting: {spent}. The job is still {report['stage']}; report what "
+                                     "you have, or cancel_job it.")
                 break
-            time.sleep(interval)
+            if time.monotonic() + interval > deadline or self.ctx.stop_requested.wait(interval):
+                break  # the bound came first, or the user stopped the turn
         report["waited_minutes"] = round((time.monotonic() - start) / 60, 2)
         report["still_running"] = report["stage"] in ACTIVE
         return report

@@ -1,0 +1,169 @@
+"""The ledger's SQLite connection: one per ledger file in a process, shared by threads, with events written in batches.
+
+A connection per call cost a connect, a commit with fsync and a close (4-10 ms, far more on a busy disk) for each
+of the ~1,200 events of a 300-step session. Here every `Ledger` on the same file in this process shares one
+`LedgerConnection` (WAL, `synchronous=NORMAL`: a commit appends to the WAL without an fsync; the database stays
+consistent, and at worst the last commits before a power cut are lost). A lock gives one transaction at a time.
+
+Events (`add_event`) go to a list in memory and return at once; one writer thread commits them in a batch at
+most `FLUSH_INTERVAL_S` after the first of them, and every `transaction()` (so every read and write of the
+ledger) first commits the events waiting, so a reader in this process always sees them in order. Other
+processes (CLI, job watchers, a second app) share the file through SQLite's own locking, and see a session's
+events once the writer, a turn's end (`Session` calls `flush`) or `close` commits them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+FLUSH_INTERVAL_S = 0.1  # the longest an event waits in memory before the writer thread commits it
+INSERT_EVENT = "INSERT INTO events (session_id, ts, kind, payload_json) VALUES (?, ?, ?, ?)"
+log = logging.getLogger(__name__)
+_open: dict[str, LedgerConnection] = {}  # by the file's real path, while some Ledger uses it
+_open_lock = threading.Lock()
+
+
+class LedgerConnection:
+    """One SQLite connection to a ledger file, its lock, and the events waiting for the writer thread."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.inode = os.stat(path).st_ino
+        self.users = 0  # Ledger objects holding it (`acquire`/`release`)
+        self._lock = threading.RLock()  # one transaction at a time on the connection
+        self._depth = 0  # transactions nested on the thread that holds the lock
+        self._pending: list[tuple] = []
+        self._queued = threading.Condition()  # guards _pending and _closed; wakes the writer
+        self._closed = False
+        self._closing = threading.Event()
+        self._writer: threading.Thread | None = None
+
+    @contextmanager
+    def transaction(self):
+        """The connection, inside a transaction committed on exit (rolled back on an exception); events waiting
+        are committed first. Nested uses join the outer transaction."""
+        with self._lock:
+            if self._depth == 0:
+                self.flush()
+            self._depth += 1
+            try:
+                yield self.db
+            except BaseException:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.db.rollback()
+                raise
+            self._depth -= 1
+            if self._depth == 0:
+                self.db.commit()
+
+    def add_event(self, row: tuple) -> None:
+        """Queue one events row (session_id, ts, kind, payload_json); the writer thread commits it soon."""
+        with self._queued:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the ledger is closed")
+            self._pending.append(row)
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_events, name=f"ledger-events:{self.path}",
+                                                daemon=True)
+                self._writer.start()
+            elif len(self._pending) == 1:
+                self._queued.notify()
+
+    def flush(self) -> None:
+        """Commit the events waiting, in the order they were added (inside a transaction of this thread: at its
+        end)."""
+        with self._lock:
+            if self._depth:
+                return
+            with self._queued:
+                rows, self._pending = self._pending, []
+            if not rows:
+                return
+            try:
+                self.db.executemany(INSERT_EVENT, rows)
+                self.db.commit()
+            except sqlite3.IntegrityError:  # an event of an unknown session: keep the others
+                self.db.rollback()
+                self._insert_one_by_one(rows)
+            except BaseException:  # locked past the timeout, disk full: keep them for the next flush
+                self.db.rollback()
+                with self._queued:
+                    self._pending[:0] = rows
+                raise
+
+    def _insert_one_by_one(self, rows: list[tuple]) -> None:
+        for row in rows:
+            try:
+                self.db.execute(INSERT_EVENT, row)
+            except sqlite3.IntegrityError as exc:
+                log.warning("ledger: event %r of session %r not stored: %s", row[2], row[0], exc)
+        self.db.commit()
+
+    def _write_events(self) -> None:
+        while True:
+            with self._queued:
+                while not self._pending and not self._closed:
+                    self._queued.wait()
+                if self._closed:
+                    return
+            self._closing.wait(FLUSH_INTERVAL_S)  # gather a batch
+            try:
+                self.flush()
+            except Exception:
+                log.exception("ledger: could not write events to %s (retrying)", self.path)
+
+    def close(self) -> None:
+        """Commit the events waiting, stop the writer thread and close the connection."""
+        with self._queued:
+            if self._closed:
+                return
+            self._closed = True
+            self._queued.notify()
+        self._closing.set()
+        if self._writer is not None and self._writer is not threading.current_thread():
+            self._writer.join(timeout=30)
+        with self._lock:
+            self.flush()
+            self.db.close()
+
+
+def acquire(path: Path) -> LedgerConnection:
+    """The connection to the ledger file at `path` shared in this process (opened when none is); `release` it."""
+    key = os.path.realpath(path)
+    with _open_lock:
+        shared = _open.get(key)
+        if shared is None or not _same_file(shared, key):
+            if shared is not None:  # the file was replaced: leave the old one to its users
+                del _open[key]
+            shared = _open[key] = LedgerConnection(key)
+        shared.users += 1
+        return shared
+
+
+def release(shared: LedgerConnection) -> None:
+    """One Ledger is done with `shared`; the last one closes it."""
+    with _open_lock:
+        shared.users -= 1
+        if shared.users > 0:
+            return
+        if _open.get(shared.path) is shared:
+            del _open[shared.path]
+    shared.close()
+
+
+def _same_file(shared: LedgerConnection, path: str) -> bool:
+    try:
+        return os.stat(path).st_ino == shared.inode
+    except FileNotFoundError:
+        return False
