@@ -10,6 +10,8 @@
     ml-intern sessions                         # your sessions, newest first
     ml-intern --resume SESSION ["next message"]   # carry on after a restart, Ctrl-C or kill -9
     ml-intern export SESSION [--out F] [--upload] # the session as redacted JSONL (--upload: private Hub dataset)
+    ml-intern run --base-model M --benchmark B --hours H [--workdir W] [--eval-command CMD] [prompt]
+                                               # a benchmark run, unattended: final_model/, audit.json
 
 During a turn, Ctrl-C stops it after the current tool returns (--on-stop says whether running jobs are left or
 canceled; without it the terminal asks); a second Ctrl-C exits at once.
@@ -259,6 +261,11 @@ def _end(session, push: bool = True, repo_id: str | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:  # a benchmark run: its own options (agent/harness.py)
+        from agent.harness import main as run_main
+
+        return run_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         targets = parse_targets(args.target) if args.target is not None else []

@@ -128,7 +128,7 @@ def run_turn(client, username: str, start: threading.Barrier | None) -> dict:
         if first is None and job.outputs():
             first = time.perf_counter() - began
         time.sleep(0.01)
-    chat, _ = job.result()
+    chat = job.result()[0]
     return {"user": username, "first_s": first if first is not None else time.perf_counter() - began,
             "updates": len(job.outputs()), "chat": chat, "turn_s": time.perf_counter() - began}
 
@@ -136,7 +136,7 @@ def run_turn(client, username: str, start: threading.Barrier | None) -> dict:
 def expected_chat(ledger, username: str) -> tuple[int, list[str]]:
     """(events stored, the chat they render to) for the user's one session, as the app renders a live turn."""
     from agent.events import Event
-    from app import render_event
+    from ui.render import render_event
 
     [session] = ledger.list_sessions(user=username)
     stored = ledger.session_events(session["id"], user=username)
@@ -221,12 +221,12 @@ def main(argv: list[str] | None = None) -> None:
                 if name == "beside_a_waiting_approval":
                     waiter = client_for(url, "waiter", WAITER_TOKEN)
                     waiter.predict("scripted", "scripted", "", "", "", "hf-jobs", "", api_name="/settings")
-                    waiting_chat, _ = waiter.predict("waiter: improve the tiny model", [], api_name="/chat")
-                    assert "Approve submit_job?" in text_of(waiting_chat[-1]), waiting_chat[-1]
+                    waiting_chat = waiter.predict("waiter: improve the tiny model", [], api_name="/chat")[0]
+                    assert "wants to train run" in text_of(waiting_chat[-1]), waiting_chat[-1]
                 results = run_round(url, users)
                 report[name] = check_round(ledger, url, results, everyone)
                 if waiter is not None:
-                    rest, note = waiter.predict(waiting_chat, api_name="/reject")
+                    note = waiter.predict(waiting_chat, "", api_name="/reject")[-1]
                     report[name]["waiting_user"] = {
                         "answered_after_s": round(max(r["turn_s"] for r in results), 1), "answer": note,
                         "jobs_submitted_on_hf_jobs": len([r for r in jobs.requests if r.method == "POST"])}

@@ -89,10 +89,10 @@ def test_same_run_through_the_gradio_app(tmp_path, tiny_model_dir, data_dir, hub
     blocks.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     try:
         client = Client(blocks.local_url, verbose=False)
-        chat, _box = client.predict("improve the tiny model on tiny_sentiment", [], api_name="/chat")
+        chat = client.predict("improve the tiny model on tiny_sentiment", [], api_name="/chat")[0]
         texts = [message_text(m) for m in chat]
         assert texts[0] == "improve the tiny model on tiny_sentiment"
-        assert texts[-1].startswith("baseline")
+        assert texts[-2].startswith("baseline") and texts[-1].startswith("**In short:**"), "answer, then summary"
         assert any("Evaluation" in (m.get("metadata") or {}).get("title", "") for m in chat)
         rows = client.predict(api_name="/experiments")
         assert rows["data"][0][0] == 1

@@ -19,6 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+FINAL_STATE_FILE = "final_model.json"  # under the data dir: every save_final_model attempt and the best one
+ADMISSION_FILE = "admission.json"  # in each run's folder: the model lineage and decontamination check it passed
+
 
 @dataclass(frozen=True)
 class RunRules:

@@ -14,6 +14,7 @@ from agent import live as live_turns
 from ui.chat import outputs, replay_and_follow
 from ui.identity import caller, user_of
 from ui.ledger import ledger
+from ui.render import plain_error
 
 SESSION_COLUMNS = ["id", "title", "status", "started", "cost"]
 
@@ -53,7 +54,7 @@ def open_session(session_id, prefs: dict, profile: gr.OAuthProfile | None = None
     try:
         live = live_turns.reopen(str(session_id), who.config, ledger(who.config.settings.data_dir), user=who.user)
     except ValueError as err:
-        yield outputs([gr.ChatMessage(role="assistant", content=f"{err}.")], None, 0)
+        yield outputs([gr.ChatMessage(role="assistant", content=plain_error(str(err)))], None, 0)
         return
     yield from replay_and_follow(live)
 

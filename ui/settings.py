@@ -120,25 +120,24 @@ def settings_tab(prefs: gr.State, problem: str | None) -> None:
                           info="A model name: URLs are refused on this server." if locked else
                           "Follows the backend: each has a sensible default.")
     backend.change(model_for_backend, [backend, model_id], model_id, api_name=False, queue=False)
-    anthropic_key = gr.Textbox(type="password", label=f"ANTHROPIC_API_KEY ({key_where})")
-    hf_token = gr.Textbox(type="password", label=f"HF_TOKEN ({key_where})")
-    github_token = gr.Textbox(type="password", label=f"GITHUB_TOKEN ({key_where})")
+    anthropic_key = gr.Textbox("", type="password", label=f"ANTHROPIC_API_KEY ({key_where})")
+    hf_token = gr.Textbox("", type="password", label=f"HF_TOKEN ({key_where})")
+    github_token = gr.Textbox("", type="password", label=f"GITHUB_TOKEN ({key_where})")
     compute = gr.Dropdown(["auto", "local", "hf-jobs"], value=env.settings.compute_backend,
                           label="Compute backend (auto: HF Jobs when an HF token is set)")
     openai_url = gr.Textbox(value=env.openai_base_url or "", label=LABELS["openai_base_url"],
                             interactive=not locked, info=ENDPOINT_LOCK if locked else None)
     with gr.Row():
-        max_steps = gr.Number(value=env.max_steps, label="Max steps per turn", precision=0, minimum=1,
-                              maximum=MAX_STEPS_LIMIT)
-        target = gr.Textbox(label="Target", placeholder="e.g. gsm8k>=0.60 (keep iterating until met)")
-        budget_usd = gr.Number(label="Budget ($, jobs and LLM)", minimum=0)
-        budget_hours = gr.Number(label="Budget (hours)", minimum=0)
+        max_steps = gr.Number(value=env.max_steps, label="Max steps per turn", precision=0)
+        target = gr.Textbox("", label="Target", placeholder="e.g. gsm8k>=0.60 (keep iterating until met)")
+        budget_usd = gr.Number(0, label="Budget ($, jobs and LLM; 0 = none)")
+        budget_hours = gr.Number(0, label="Budget (hours; 0 = none)")
     with gr.Row():
-        auto_approve = gr.Checkbox(label="Auto-approve paid jobs up to a cap")
-        auto_approve_usd = gr.Number(label="Auto-approve cap ($ per job estimate)", value=1.0, minimum=0)
+        auto_approve = gr.Checkbox(False, label="Auto-approve paid jobs up to a cap")
+        auto_approve_usd = gr.Number(label="Auto-approve cap ($ per job estimate)", value=1.0)
     with gr.Row():
-        push = gr.Checkbox(label="At the end of a turn, push the best checkpoint to the Hub (needs an HF token)")
-        hub_repo = gr.Textbox(label="Hub repo for the best checkpoint", placeholder="default <user>/ml-intern-"
+        push = gr.Checkbox(False, label="At the end of a turn, push the best checkpoint to the Hub (needs an HF token)")
+        hub_repo = gr.Textbox("", label="Hub repo for the best checkpoint", placeholder="default <user>/ml-intern-"
                               "experiment-ID")
     gr.Markdown(f"Data directory: `{env.settings.data_dir}` (set by the server's owner: `ML_INTERN_DATA_DIR`)."
                 + (f" Scripted plan: `{env.scripted_plan}` (`ML_INTERN_SCRIPTED_PLAN`)." if env.scripted_plan else ""))

@@ -14,7 +14,8 @@ WRITE = {"thought": "Write the training script first.",
          "code": 'run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/Capybara", '
                  'hub_model_id="fake-user/sft-1")\nprint(run["run_id"])'}
 SUBMIT = {"thought": "Train it on one A10G.",
-          "code": 'job = submit_job(run_id=run["run_id"], flavor="a10g-small", timeout_minutes=30)\nprint(job["job_id"])'}
+          "code": 'job = submit_job(run_id=run["run_id"], flavor="a10g-small", timeout_minutes=30)\n'
+                  'print(job["job_id"])'}
 WAIT = {"thought": "Wait for the job.", "code": 'status = wait_for_job(job_id=job["job_id"], max_minutes=5)'}
 # A job that keeps running, having printed two training steps.
 STILL_RUNNING = {"stages": [("RUNNING", None)], "logs": TRAINING_LOG[:4]}

@@ -10,10 +10,10 @@ from tests.browser.test_chat_in_browser import chat, start_waiting_turn
 from tools.ledger import LOCAL_USER, Ledger
 
 
-def plot_marks(page, selector: str) -> int:
-    """How many data marks (points or line segments) Vega drew in the plot at `selector`."""
-    return page.locator(f"{selector} .vega-embed [role='graphics-symbol'], "
-                        f"{selector} .vega-embed path.mark-symbol, {selector} .vega-embed g.mark-line path").count()
+def marks(plot, label: str) -> list[str]:
+    """The aria labels Vega gave the drawn marks (points, line segments, axes) of `plot` that contain `label`."""
+    found = plot.locator(f".vega-embed [aria-label*='{label}']")
+    return [found.nth(i).get_attribute("aria-label") for i in range(found.count())]
 
 
 def test_the_jobs_panel_draws_a_running_jobs_loss_curve(page, plan, jobs):
@@ -24,8 +24,12 @@ def test_the_jobs_panel_draws_a_running_jobs_loss_curve(page, plan, jobs):
     table = page.locator("#jobs-table")
     expect(table).to_contain_text("running", timeout=30_000)
     expect(table).to_contain_text("10/10")
-    expect(page.locator("#loss-plot .vega-embed")).to_be_visible(timeout=30_000)
-    expect(page.locator("#loss-plot")).to_contain_text("loss")
+    loss = page.locator("#loss-plot")
+    expect(loss.locator(".vega-embed")).to_be_visible(timeout=30_000)
+    expect(loss).to_contain_text("loss")
+    drawn = set(marks(loss, "metric: loss"))
+    assert {"step: 5; value: 5.4; metric: loss", "step: 10; value: 4.4; metric: loss"} <= drawn, \
+        "the curve runs through the job's two logged training steps"
     expect(page.locator("#job-log")).to_contain_text("dataset: 600 rows")
     page.screenshot(path=str(DOCS / "screenshot-jobs.png"), full_page=True)
 
@@ -48,5 +52,9 @@ def test_the_experiments_plot_shows_one_trained_point(page, data_dir):
     plot = page.locator("#score-plot")
     expect(plot.locator(".vega-embed")).to_be_visible(timeout=30_000)
     expect(plot).to_contain_text("trained (tiny_sentiment)")
-    print("PROBE", [plot.locator("[role='graphics-symbol']").nth(i).get_attribute("aria-label") for i in range(9)])
+    assert marks(plot, "series: trained") == ["iteration (run order; 0 = baseline): 1; score: 0.71; "
+                                              "series: trained (tiny_sentiment)"], "the one trained point is drawn"
+    axis = marks(plot, "X-axis")
+    assert axis == ["X-axis titled 'iteration (run order; 0 = baseline)' for a discrete scale with 2 values: 0, 1"], \
+        "whole-number iterations only"
     page.screenshot(path=str(DOCS / "screenshot-experiments.png"), full_page=True)

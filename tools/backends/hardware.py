@@ -91,6 +91,13 @@ BUILTIN_FLAVORS = {
 GPU_SPECS = {"T4": (16, 15), "L4": (24, 40), "A10G": (24, 25), "L40S": (48, 120), "A100": (80, 110),
              "H100": (80, 330), "H200": (141, 330), "RTX PRO 6000": (96, 150)}
 CPU_TFLOPS_PER_VCPU = 0.025
+# Training tokens/s per GPU for full SFT of a 1B-parameter model in bf16; other sizes and methods scale by FLOPs.
+# SEEDED, not measured: the effective TFLOPs above (dense bf16 peak × 35% MFU, typical of published DDP/FSDP
+# fine-tuning runs at 30-45%) ÷ 6e9 FLOPs per token. Finished runs in the ledger replace them
+# (tools/training/throughput.py); bench/gpu_mfu.py measures one GPU.
+SEEDED_TOKENS_PER_S = {model: round(tflops * 1e12 / 6e9) for model, (_, tflops) in GPU_SPECS.items()}
+MULTI_GPU_EFFICIENCY = {"ddp": 0.9, "fsdp": 0.8}  # per-GPU throughput kept when several GPUs train together
+VLLM_COLOCATE_SHARE = 0.3  # TRL's vllm_gpu_memory_utilization: the share of one GPU vLLM takes in colocate mode
 
 
 def builtin_flavors() -> list[Flavor]:
@@ -181,27 +188,100 @@ def estimate_memory_gb(n_params: float, method: str = "full", seq_len: int = 102
     return round((weights + activations) / 1e9 + OVERHEAD_GB, 2)
 
 
+def gpu_model(flavor: Flavor) -> str | None:
+    """The GPU_SPECS model a GPU flavor runs on ("H100" for h100x8), from its names; None for CPU or unknown."""
+    if not flavor.is_gpu:
+        return None
+    names = f"{flavor.pretty_name} {flavor.name}".lower()
+    return next((m for m in sorted(GPU_SPECS, key=len, reverse=True) if m.lower() in names), None)
+
+
+def tokens_per_second(n_params: float, flavor: Flavor, method: str = "full", trainer: str = "sft", *,
+                      processes: int | None = None, strategy: str = "ddp",
+                      measured: dict[str, float] | None = None) -> tuple[float, str]:
+    """Training tokens/s of the whole run and where the figure comes from.
+
+    Per GPU: `measured[gpu model]` (tokens/s of full SFT at 1B parameters, from finished runs) or the seeded
+    estimate, scaled to this model size and method by FLOPs, times the processes and the multi-GPU efficiency.
+    CPU flavors and unknown GPUs use the flavor's effective TFLOPs."""
+    scale = 1e9 / float(n_params) * 6.0 / FLOPS_PER_PARAM_TOKEN.get(method, 6.0) / METHOD_COST.get(trainer, 1.0)
+    model = gpu_model(flavor)
+    if model is None:
+        flops_per_token = FLOPS_PER_PARAM_TOKEN.get(method, 6.0) * float(n_params) * METHOD_COST.get(trainer, 1.0)
+        return max(flavor.effective_tflops, 1e-3) * 1e12 / flops_per_token, "flavor's effective TFLOPs (estimate)"
+    processes = processes or flavor.gpus
+    if measured and model in measured:
+        per_gpu, source = measured[model], f"measured on {model} by finished runs"
+    else:
+        per_gpu, source = SEEDED_TOKENS_PER_S[model], f"seeded estimate for {model} (35% MFU; no finished run yet)"
+    efficiency = MULTI_GPU_EFFICIENCY.get(strategy, 1.0) if processes > 1 else 1.0
+    return per_gpu * scale * processes * efficiency, source
+
+
 def estimate_minutes(n_params: float, tokens: float, flavor: Flavor, method: str = "full",
-                     trainer: str = "sft") -> float:
-    """Rough training time in minutes: tokens × FLOPs/token ÷ the flavor's effective throughput."""
-    flops = tokens * FLOPS_PER_PARAM_TOKEN.get(method, 6.0) * float(n_params) * METHOD_COST.get(trainer, 1.0)
-    return flops / (max(flavor.effective_tflops, 1e-3) * 1e12) / 60
+                     trainer: str = "sft", **throughput) -> float:
+    """Training time in minutes: tokens ÷ tokens_per_second (which takes `throughput`'s keyword arguments)."""
+    rate, _ = tokens_per_second(n_params, flavor, method, trainer, **throughput)
+    return tokens / rate / 60
+
+
+def plan_parallelism(n_params: float, method: str, seq_len: int, batch_size: int, flavor: Flavor, *,
+                     vllm: bool = False, reference_model: bool = False, **shape) -> dict:
+    """How a run spreads over `flavor`: one process per GPU, DDP when a whole replica (weights, grads,
+    optimizer, activations) fits one GPU, FSDP (all of those but activations sharded over the GPUs) when only
+    a shard does; gradient checkpointing only when the run does not fit without it. GRPO with vLLM gives the
+    vLLM server one GPU of several, or VLLM_COLOCATE_SHARE of a single one; `reference_model` (full DPO) adds a
+    frozen bf16 copy of the weights.
+
+    Returns {"strategy": "single" | "ddp" | "fsdp", "num_processes", "memory_gb" (per GPU), "fits",
+    "gradient_checkpointing", "reason"}."""
+    usable = flavor.usable_memory_gb
+    if vllm and flavor.gpus == 1:
+        usable -= VLLM_COLOCATE_SHARE * flavor.gpu_memory_gb
+    processes = max(1, flavor.gpus - 1 if vllm and flavor.gpus > 1 else flavor.gpus)
+
+    def need(shards: int, checkpointing: bool = True) -> float:
+        reference = 2 * float(n_params) / 1e9 / shards if reference_model else 0.0
+        return round(estimate_memory_gb(n_params, method, seq_len, batch_size, shards=shards,
+                                        gradient_checkpointing=checkpointing, **shape) + reference, 2)
+
+    where = f"{usable:.0f} GB usable per GPU" if flavor.is_gpu else f"{usable:.0f} GB usable RAM"
+    replica = need(1)
+    if processes == 1:
+        strategy, memory = "single", replica
+        reason = f"one {'GPU' if flavor.is_gpu else 'CPU process'}: needs ~{replica:.0f} GB of {where}"
+    elif replica <= usable or method == "qlora":  # 4-bit weights are not sharded here
+        strategy, memory = "ddp", replica
+        reason = (f"a whole replica (~{replica:.0f} GB) fits one GPU ({where}): DDP, one process per GPU on "
+                  f"{processes} GPUs")
+    else:
+        strategy, memory = "fsdp", need(processes)
+        reason = (f"a whole replica (~{replica:.0f} GB) exceeds one GPU ({where}); sharded over {processes} GPUs "
+                  f"it needs ~{memory:.0f} GB per GPU: FSDP")
+    shards = processes if strategy == "fsdp" else 1
+    checkpointing = flavor.is_gpu and need(shards, checkpointing=False) > usable
+    if flavor.is_gpu and not checkpointing:
+        memory = need(shards, checkpointing=False)
+    return {"strategy": strategy, "num_processes": processes, "memory_gb": memory, "fits": memory <= usable,
+            "gradient_checkpointing": checkpointing, "reason": reason}
 
 
 def suggest(n_params: float, method: str = "full", seq_len: int = 1024, batch_size: int = 1,
             flavors: list[Flavor] | None = None, **shape) -> dict:
-    """The cheapest flavor whose per-GPU memory holds the run; with the LoRA/QLoRA options when full does not fit.
+    """The cheapest GPU flavor that holds the run (one GPU, or FSDP over a multi-GPU flavor's GPUs); with the
+    LoRA/QLoRA options when full fine-tuning does not fit.
 
-    Returns {"method", "memory_gb", "flavor" (name or None), "price_per_hour", "fits" (bool),
-    "alternatives": [{"method", "memory_gb", "flavor", "price_per_hour"}]}. Multi-GPU flavors only count
-    one GPU's memory: the training scripts run one process (no FSDP/DeepSpeed sharding).
+    Returns {"method", "memory_gb" (per GPU on the pick, else one replica), "flavor" (name or None),
+    "price_per_hour", "fits" (bool), "alternatives": [{"method", "memory_gb", "flavor", "price_per_hour"}]}.
     """
     flavors = flavors if flavors is not None else builtin_flavors()
 
     def best(m: str) -> dict:
-        need = estimate_memory_gb(n_params, m, seq_len, batch_size, **shape)
-        fitting = [f for f in flavors if f.is_gpu and f.usable_memory_gb >= need]
+        plans = {f.name: plan_parallelism(n_params, m, seq_len, batch_size, f, **shape) for f in flavors if f.is_gpu}
+        fitting = [f for f in flavors if f.is_gpu and plans[f.name]["fits"]]
         pick = min(fitting, key=lambda f: (f.price_per_hour is None, f.price_per_hour or 0, f.gpus), default=None)
+        need = plans[pick.name]["memory_gb"] if pick else estimate_memory_gb(n_params, m, seq_len, batch_size,
+                                                                             **shape)
         return {"method": m, "memory_gb": need, "flavor": pick.name if pick else None,
                 "price_per_hour": pick.price_per_hour if pick else None}
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from evals.catalogue import CATALOGUE
 from evals.contamination import decontaminate
@@ -39,6 +40,8 @@ def decontaminate_rows(ctx: ToolContext, rows: list[dict], eval_set: str) -> tup
     evals, column, texts = load_eval_items(ctx, eval_set, EVAL_ROWS)
     kept, report = decontaminate(rows, [row_text(r) for r in rows], texts)
     where = {k: v for k, v in evals.describe().items() if k != "path"}
+    if evals.source == "local":  # the ledger record may reach a dataset card: no local paths
+        where["dataset"] = Path(evals.dataset).name
     examples = [{"row": m.train_index, "eval_item": m.eval_index, "level": m.level, "score": m.score}
                 for m in list(report.train_matches.values())[:10]]
     return kept, {"eval_set": eval_set, **where, "eval_column": column, "eval_items": report.eval_items,

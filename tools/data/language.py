@@ -14,8 +14,9 @@ SCRIPTS = {"CYRILLIC": "cyrillic", "GREEK": "el", "ARABIC": "ar", "HEBREW": "he"
            "HIRAGANA": "ja", "KATAKANA": "ja", "CJK": "zh", "DEVANAGARI": "hi", "BENGALI": "bn", "THAI": "th",
            "TAMIL": "ta", "TELUGU": "te", "GEORGIAN": "ka", "ARMENIAN": "hy", "ETHIOPIC": "am"}
 STOPWORDS = {
-    "en": "the and of to is in that it for with was on are as be this have you not what how which from they he "
-          "she by at or an will would can there their has does many were been his her who when if",
+    "en": "the a and of to is in that it for with was on are as be this have you not what how which from they he "
+          "she by at or an will would can there their has does many were been his her who when if i we my our me "
+          "your so do but all out",
     "fr": "le la les des est et une un du de en à que qui dans pour pas sur au avec ce il elle sont nous vous mais "
           "ou aux cette son ses sa leur été très ne se par plus",
     "de": "der die das und ist nicht ein eine zu den mit von sich des auf für dem im es wie auch ich sie wir "
@@ -32,10 +33,12 @@ STOPWORDS = {
 STOPWORD_SETS = {code: frozenset(text.split()) for code, text in STOPWORDS.items()}
 MIN_LETTERS = 12  # fewer letters than this: too little to judge
 MIN_STOP_SHARE = 0.08  # of a Latin row's words, to name its language
+MIN_OTHER_WORDS = 8  # a Latin row without function words of a known language needs this many words to count
 
 
 def row_language(text: str) -> str:
-    """A language code ("en", "fr", "zh", "ja", "cyrillic", ...), "latin-other", or "undetermined"."""
+    """A language code ("en", "fr", "zh", "ja", "cyrillic", ...), "latin-other" (Latin script, none of the
+    listed languages), or "undetermined" (too little text)."""
     counts: dict[str, int] = {}
     letters = 0
     for char in text:
@@ -53,7 +56,9 @@ def row_language(text: str) -> str:
     tokens = words(text)
     hits = {code: sum(t in stop for t in tokens) for code, stop in STOPWORD_SETS.items()}
     best = max(hits, key=hits.get)
-    return best if tokens and hits[best] / len(tokens) >= MIN_STOP_SHARE else "latin-other"
+    if tokens and hits[best] / len(tokens) >= MIN_STOP_SHARE:
+        return best
+    return "latin-other" if len(tokens) >= MIN_OTHER_WORDS else "undetermined"
 
 
 def language_profile(texts: list[str], row_ids: list[int] | None = None, max_examples: int = 5) -> dict:

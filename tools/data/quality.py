@@ -50,11 +50,13 @@ LANGUAGE_MIX_WARN = 0.02  # rows in other languages than the main one
 
 class CheckDatasetQualityTool(Tool):
     name = "check_dataset_quality"
-    description = """Check a sample of a dataset before training: empty fields, duplicates, lengths, language,
-label balance, 8-gram overlap with the eval set.
-Returns {"duplicates", "lengths", "labels", "eval_overlap"..., "problems": [{"severity": "blocker"|"caveat",
-"detail", "fix"}], "verdict": "good"|"usable with caveats"|"not usable", "summary"}.
-Example: check_dataset_quality(dataset="openai/gsm8k", config="main", eval_dataset="openai/gsm8k")"""
+    description = """Check a sample of a dataset before training: empty fields by column role and type, duplicates,
+lengths and outliers, languages, label balance, copies of eval items (exact/normalised/fuzzy, with the
+benchmark's own train split as a negative control).
+Returns {"columns", "duplicates", "length_outliers", "language", "labels", "eval_overlap"..., "problems":
+[{"severity": "blocker"|"caveat", "check", "detail", "fix", "evidence"}], "verdict": "good"|"usable with
+caveats"|"not usable", "summary"}.
+Example: check_dataset_quality(dataset="my-org/math-sft", eval_dataset="gsm8k")"""
     inputs = {
         "dataset": {"type": "string", "description": "Hub dataset id (owner/name) or a local path."},
         "split": {"type": "string", "description": "Split to sample; default train.", "nullable": True},
@@ -62,8 +64,8 @@ Example: check_dataset_quality(dataset="openai/gsm8k", config="main", eval_datas
                         "default 500).", "nullable": True},
         "tokenizer": {"type": "string", "description": "Model whose tokenizer counts lengths; default words.",
                       "nullable": True},
-        "eval_dataset": {"type": "string", "description": "Benchmark to check for overlap (Hub id or local path).",
-                         "nullable": True},
+        "eval_dataset": {"type": "string", "description": "Eval set to look for copies of: a benchmark name "
+                         "(gsm8k), Hub id or local path.", "nullable": True},
         "config": {"type": "string", "description": "Config (subset) name; default the first.", "nullable": True},
     }
     output_type = "object"

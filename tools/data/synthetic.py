@@ -228,6 +228,9 @@ Example: generate_synthetic_data(spec="negation", examples=[{"prompt": "Not bad.
     def forward(self, spec: str, examples: list, target_format: str | None = "messages",
                 eval_dataset: str | None = None, name: str | None = None, push_to_hub: bool | None = False,
                 hub_dataset_id: str | None = None, min_examples: int | None = None) -> dict:
+        if self.ctx.rules is not None and not self.ctx.rules.allow_llm_data:
+            raise ToolError("Refused: in this benchmark run no LLM writes training data (an outside-API teacher gets "
+                            "the run flagged); the run was started without --allow-llm-data. Use existing datasets.")
         fmt = target_format or "messages"
         self._check_arguments(spec, examples, fmt, push_to_hub, hub_dataset_id)
         problems: list[str] = []

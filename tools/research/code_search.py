@@ -91,17 +91,16 @@ def snippet_around(text: str, query: str) -> tuple[str, int]:
 
 class SearchCodeExamplesTool(Tool):
     name = "search_code_examples"
-    description = """Search public GitHub code (needs GITHUB_TOKEN, else use search_docs); arxiv_id puts the
-paper's own repository first.
+    description = """Search public GitHub code (needs GITHUB_TOKEN, else use search_docs).
 Returns {"hits": [{"repo", "path", "url", "snippet", "found_by"}], "paper_repository", "notes"}.
 Example: search_code_examples(query="GRPOConfig num_generations", arxiv_id="2402.03300")"""
     inputs = {
         "query": {"type": "string", "description": "Code words, e.g. \"LoraConfig target_modules\"."},
         "library": {"type": "string", "nullable": True,
-                    "description": "any (default), trl, peft, lighteval, transformers (examples) or huggingface."},
+                    "description": "any (default), trl, peft, lighteval, transformers or huggingface."},
         "repo": {"type": "string", "nullable": True, "description": "Only this repository, 'owner/name'."},
-        "arxiv_id": {"type": "string", "nullable": True, "description": "A paper whose own repository goes first."},
-        "limit": {"type": "integer", "description": "Maximum number of files (1-10, default 5).", "nullable": True},
+        "arxiv_id": {"type": "string", "nullable": True, "description": "A paper; its own repo goes first."},
+        "limit": {"type": "integer", "description": "Files, 1-10 (default 5).", "nullable": True},
     }
     output_type = "object"
     max_backoff_s = 10.0

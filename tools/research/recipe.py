@@ -186,10 +186,9 @@ def extract_recipe_from_text(text: str, sections: list[tuple[str, str]] | None =
 
 class ExtractRecipeTool(Tool):
     name = "extract_recipe"
-    description = """Extract a paper's training recipe from its full text; each value keeps its sentence or table row
-(pattern matching: check it). Swept and rejected values are not the recipe.
+    description = """A paper's training recipe from its full text, each value with its sentence (check it).
 Returns {"datasets", "base_models", "methods", "scores", "hyperparameters": {name: [{"value", "stage", "main",
-"sentence"}]}, "stages": {"GRPO": {name: value}}, "sweeps", "rejected"}.
+"sentence"}]}, "stages": {"GRPO": {name: value}}, "sweeps", "rejected"} (swept, rejected: not the recipe).
 Example: extract_recipe(arxiv_id="2402.03300")["stages"]"""
     inputs = {"arxiv_id": {"type": "string", "description": "arXiv id, e.g. '2402.03300'."}}
     output_type = "object"

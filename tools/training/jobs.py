@@ -25,6 +25,7 @@ from tools.stages import ACTIVE, TERMINAL
 from tools.training.diagnosis import STALL_S, diagnose, run_config
 from tools.training.preflight import preflight
 from tools.training.scripts import sha256_text
+from tools.training.throughput import measured_throughput
 from tools.training.trl_logs import ANSI, TrainingLog, bar_label, is_metric_line, read_training_log
 
 DEFAULT_TIMEOUT_MINUTES = 120
@@ -228,13 +229,18 @@ Example: job = submit_job(run_id=run["run_id"], flavor="a10g-small", timeout_min
         secrets = {"HF_TOKEN": ctx.settings.hf_token} if ctx.settings.hf_token else None
         with reserve_job(ctx, "train", flavor, minutes * 60, run_id=int(run_id)) as held:
             self._approve(run, flavor, minutes, checked, held.usd)
+            launch = self._launch(checked)
             job_id = ctx.jobs.submit(script, run_id=int(run_id), secrets=secrets, flavor=flavor,
+                                     env={"ML_INTERN_LAUNCH": json.dumps(launch)} if launch else None,
                                      timeout_s=minutes * 60, labels={"ml-intern-run": str(run_id)})
             held.attach(job_id)
         hardware = flavor or ("local" if ctx.jobs.name == "local" else "cpu-basic")
         ctx.ledger.update_run(int(run_id), job_id=job_id, backend=ctx.jobs.name, status="running",
                               started_at=time.time(), finished_at=None, error=None, hardware=hardware,
                               script_sha256=sha256_text(text))
+        if launch and run.get("config_json"):  # the run's config records how it was launched
+            ctx.ledger.update_run(int(run_id), config_json=json.dumps({**json.loads(run["config_json"]),
+                                                                       "launch": launch}))
         stage = ctx.jobs.status(job_id).stage
         result = {"job_id": job_id, "run_id": int(run_id), "backend": ctx.jobs.name, "stage": stage,
                   "flavor": hardware, "timeout_minutes": minutes}
@@ -250,11 +256,22 @@ Example: job = submit_job(run_id=run["run_id"], flavor="a10g-small", timeout_min
         config = json.loads(run["config_json"]) if run.get("config_json") else {
             "method": run["method"], "model": run["model"], "dataset": run["dataset"]}
         report = preflight(config, backend=ctx.jobs.name, flavor=flavor, timeout_minutes=minutes,
-                           settings=ctx.settings, script_path=script)
+                           settings=ctx.settings, script_path=script,
+                           measured_throughput=measured_throughput(ctx.ledger, user=ctx.user))
         if not report.ok:
             problems = " ".join(f"({i}) {p}" for i, p in enumerate(report.problems, 1))
             raise ToolError(f"preflight refused run {run['id']}, nothing was submitted: {problems}")
         return {"warnings": report.warnings, "estimate": report.estimate}
+
+    @staticmethod
+    def _launch(checked: dict) -> dict:
+        """Preflight's plan for the script (ML_INTERN_LAUNCH: DDP/FSDP, processes, gradient checkpointing), with
+        what tools/training/throughput.py needs later (GPU model, parameters, full/LoRA)."""
+        estimate = checked["estimate"]
+        if not estimate.get("launch"):
+            return {}
+        return {**estimate["launch"], "gpu_model": estimate.get("gpu_model"), "n_params": estimate.get("n_params"),
+                "train": estimate.get("method")}
 
     def _approve(self, run: dict, flavor: str | None, minutes: float, checked: dict, held_usd: float) -> None:
         """On paid hardware, ask for approval showing the most it can cost (already held against the budget)."""

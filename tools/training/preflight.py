@@ -23,6 +23,7 @@ from tools.backends.hub import DatasetViewer, ViewerError, hf_api, is_hub_id
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.settings import Settings
+from tools.training.throughput import measured_throughput
 from tools.trl_formats import METHOD_COLUMNS, conversion_note
 
 DEFAULT_TIMEOUT_MINUTES = 120  # what submit_job uses when no timeout is given
@@ -189,8 +190,10 @@ def _fit_advice(n_params: float, method: str, seq: int, batch: int, flavors, sha
 
 def preflight(config: dict, *, backend: str, flavor: str | None, timeout_minutes: float | None, settings: Settings,
               dataset_columns: list[str] | None = None, n_params: float | None = None,
-              script_path: str | Path | None = None) -> PreflightReport:
-    """Check a run config before submitting it; see the module docstring."""
+              script_path: str | Path | None = None,
+              measured_throughput: dict[str, float] | None = None) -> PreflightReport:
+    """Check a run config before submitting it; see the module docstring. `measured_throughput` (GPU model ->
+    tokens/s, tools/training/throughput.py) replaces the seeded throughput for the time estimate."""
     problems, warnings = [], []
     method = str(config.get("method") or "sft").lower()
     model, dataset = str(config.get("model") or ""), str(config.get("dataset") or "")
@@ -269,24 +272,39 @@ def preflight(config: dict, *, backend: str, flavor: str | None, timeout_minutes
             warnings.append(f"flavor {flavor!r} is ignored: the local backend uses this machine.")
     estimate: dict = {"method": train, "n_params": n_params, "flavor": target.name if target else flavor,
                       "memory_gb": None, "fits": None, "suggested_flavor": None, "est_minutes": None,
-                      "cost_usd": None, "price_source": target.source if target else None}
+                      "cost_usd": None, "price_source": target.source if target else None,
+                      "gpu_model": hardware.gpu_model(target) if target else None}
     if train == "qlora" and target is not None and not target.is_gpu:
         problems.append("QLoRA needs a CUDA GPU (bitsandbytes): pick a GPU flavor or use lora=True.")
+    if config.get("use_vllm") and target is not None and not target.is_gpu:
+        problems.append("use_vllm needs a CUDA GPU (vLLM does not run on CPU): pick a GPU flavor or write the run "
+                        "without use_vllm.")
+    plan = None
     if n_params and target is not None:
-        need = hardware.estimate_memory_gb(n_params, train, seq, batch, lora_r=int(config.get("lora_r") or 16),
-                                           **shape)
-        if method == "dpo" and train == "full":
-            need = round(need + 2 * n_params / 1e9, 2)  # the frozen reference model
-        plan = hardware.suggest(n_params, train, seq, batch, flavors, **shape)
-        estimate.update(memory_gb=need, fits=need <= target.usable_memory_gb, suggested_flavor=plan["flavor"])
-        if not estimate["fits"]:
+        memory_shape = {**shape, "lora_r": int(config.get("lora_r") or 16)}
+        plan = hardware.plan_parallelism(n_params, train, seq, batch, target, vllm=bool(config.get("use_vllm")),
+                                         reference_model=method == "dpo" and train == "full", **memory_shape)
+        need = plan["memory_gb"]
+        advice = hardware.suggest(n_params, train, seq, batch, flavors, **shape)
+        estimate.update(memory_gb=need, fits=plan["fits"], suggested_flavor=advice["flavor"],
+                        launch={k: plan[k] for k in ("strategy", "num_processes", "gradient_checkpointing",
+                                                     "reason")})
+        if not plan["fits"]:
+            lora = None if train != "full" else hardware.plan_parallelism(
+                n_params, "lora", seq, batch, target, vllm=bool(config.get("use_vllm")), **memory_shape)
+            if lora and lora["fits"]:
+                estimate["launch"]["recommend"] = "lora"
+                fix = (f"Full fine-tuning does not fit here even sharded; LoRA does: write the run with lora=True "
+                       f"(~{lora['memory_gb']:.0f} GB per GPU, {lora['strategy'].upper()}).")
+            else:
+                fix = _fit_advice(n_params, train, seq, batch, flavors, shape)
             what = f"{target.gpu_memory_gb:.0f} GB per GPU" if target.is_gpu else f"{target.ram_gb:.0f} GB RAM"
-            problems.append(f"{model} ({n_params / 1e9:.2f}B params, {train}) needs ~{need:.0f} GB at batch {batch} x "
-                            f"{seq} tokens, but {target.pretty_name} has {what}. "
-                            + _fit_advice(n_params, train, seq, batch, flavors, shape))
+            problems.append(f"{model} ({n_params / 1e9:.2f}B params, {train}) needs ~{need:.0f} GB per "
+                            f"{'GPU' if target.is_gpu else 'process'} at batch {batch} x {seq} tokens, but "
+                            f"{target.pretty_name} has {what} ({plan['reason']}). " + fix)
         elif not target.is_gpu and n_params > 3e8:
             warnings.append(f"training a {n_params / 1e9:.1f}B model on CPU is very slow; a GPU flavor such as "
-                            f"{plan['flavor']} is usually cheaper per finished run.")
+                            f"{advice['flavor']} is usually cheaper per finished run.")
 
     # time and cost
     minutes = float(timeout_minutes) if timeout_minutes is not None else DEFAULT_TIMEOUT_MINUTES
@@ -294,17 +312,23 @@ def preflight(config: dict, *, backend: str, flavor: str | None, timeout_minutes
         problems.append(f"timeout_minutes must be positive, got {timeout_minutes}.")
     steps = int(config.get("max_steps") or 0)
     if n_params and target is not None and steps > 0:
-        tokens = steps * batch * accum * seq
+        processes = plan["num_processes"] if plan else 1
+        # The script keeps the global batch across processes when it can (accumulation divided among them).
+        rows_per_step = batch * accum if accum % processes == 0 else batch * accum * processes
+        tokens = steps * rows_per_step * seq
         startup = 0.5 if not remote else 4 + n_params * 2 / 1e9 / 3  # image, installs, ~3 GB/min download
-        est = startup + hardware.estimate_minutes(n_params, tokens, target, train, method)
-        estimate["est_minutes"] = round(est, 1)
+        rate, source = hardware.tokens_per_second(
+            n_params, target, train, method, measured=measured_throughput,
+            processes=processes, strategy=plan["strategy"] if plan else "ddp")
+        est = startup + tokens / rate / 60
+        estimate.update(est_minutes=round(est, 1), tokens_per_s=round(rate), throughput_source=source)
         estimate["tokens"] = tokens
         if minutes < est:
             fewer = int(steps * minutes / est / TIMEOUT_MARGIN)
             # A paid remote job that times out is money lost; a local one only ends early.
             report_to = problems if remote else warnings
             report_to.append(f"timeout {minutes:.0f} min is below the estimated {est:.0f} min ({steps} steps x "
-                            f"{batch * accum} rows x up to {seq} tokens on {target.name}): set timeout_minutes >= "
+                            f"{rows_per_step} rows x up to {seq} tokens on {target.name}): set timeout_minutes >= "
                             f"{math.ceil(est * TIMEOUT_MARGIN)} or cut max_steps to ~{fewer}.")
         elif minutes < est * TIMEOUT_MARGIN:
             warnings.append(f"timeout {minutes:.0f} min leaves little margin over the estimated {est:.0f} min; "
@@ -328,9 +352,9 @@ def preflight(config: dict, *, backend: str, flavor: str | None, timeout_minutes
 class PreflightTool(Tool):
     name = "preflight_check"
     description = """Check a written run before submit_job, starting nothing: script, dataset columns, that the
-model fits the flavor's memory (else which flavor or LoRA/QLoRA does), Hub push, timeout vs estimated time, cost.
-Returns {"ok", "problems": [what to fix and how], "warnings", "estimate": {"memory_gb", "suggested_flavor",
-"est_minutes", "cost_usd"...}}; fix every problem before submitting.
+model fits each GPU (DDP, FSDP over a multi-GPU flavor, else LoRA/QLoRA or another flavor), Hub push, timeout vs
+estimated time, cost. Returns {"ok", "problems": [what to fix and how], "warnings", "estimate": {"memory_gb" (per
+GPU), "launch": {"strategy", "num_processes", "reason"}, "suggested_flavor", "est_minutes", "cost_usd"...}}.
 Example: preflight_check(run_id=run["run_id"], flavor="a10g-large", timeout_minutes=90)"""
     inputs = {
         "run_id": {"type": "integer", "description": "The run to check, from write_training_script."},
@@ -354,7 +378,8 @@ Example: preflight_check(run_id=run["run_id"], flavor="a10g-large", timeout_minu
             "method": run["method"], "model": run["model"], "dataset": run["dataset"]}
         report = preflight(config, backend=ctx.jobs.name, flavor=(flavor or "").strip() or None,
                            timeout_minutes=timeout_minutes, settings=ctx.settings,
-                           script_path=run.get("script_path") or None)
+                           script_path=run.get("script_path") or None,
+                           measured_throughput=measured_throughput(ctx.ledger, user=ctx.user))
         result = {"run_id": int(run_id), **report.to_dict()}
         ctx.emit("preflight", {"run_id": int(run_id), "ok": report.ok, "problems": len(report.problems),
                                "estimate": report.estimate})

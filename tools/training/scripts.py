@@ -27,12 +27,18 @@ from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.paths import looks_local, resolve_inside
 from tools.stages import CREATED
+from tools.training.admission import admit_training, save_admission
 from tools.training.rewards import LIBRARY, check_custom_reward, custom_reward_name, library_listing, reward_source
 from tools.training.templates import render_script
 
 SUPPORTED_METHODS = ("sft", "dpo", "grpo")
+# trl's own extras: Liger kernels (used on a CUDA GPU when they import) and, for GRPO with use_vllm, vLLM at the
+# versions trl 1.16 supports. Flash attention comes from the Hub's `kernels` package when it is installed;
+# transformers 5.24 wants kernels>=0.18.2,<0.19, which the package index this was built on does not carry yet.
+TRL_DEPENDENCY = "trl[liger]==1.16.0"
+TRL_VLLM_DEPENDENCY = "trl[liger,vllm]==1.16.0"
 PINNED_DEPENDENCIES = (
-    "trl==1.16.0",
+    TRL_DEPENDENCY,
     "transformers==5.24.0",
     "peft==0.21.2",
     "datasets==5.2.0",
@@ -66,6 +72,7 @@ METHOD_FIELDS = {
     "max_completion_length": ("grpo",),
     "reward_functions": ("grpo",),
     "custom_reward_code": ("grpo",),
+    "use_vllm": ("grpo",),
 }
 LOCAL_DATA_SUFFIXES = (".jsonl", ".json")
 
@@ -112,6 +119,8 @@ class TrainingConfig:
     custom_reward_code: str | None = field(default=None, metadata={"help": (
         "GRPO: source of one `def f(completions, **kwargs) -> list[float]`; columns arrive as kwargs; imports: "
         "re, math, json, string, collections")})
+    use_vllm: bool = field(default=False, metadata={"help": (
+        "GRPO on a GPU flavor: generate with vLLM (colocated on one GPU, a vLLM server on one GPU of several)")})
     logging_steps: int = DEFAULT_LOGGING_STEPS
     seed: int = 42
     report_to: str = field(default="none", metadata={"help": '"none" or "trackio" if the user asks'})
@@ -165,6 +174,8 @@ def render_training_script(config: TrainingConfig, title: str | None = None) -> 
     if config.method not in SUPPORTED_METHODS:
         raise ValueError(f"unsupported method {config.method!r}; supported: {SUPPORTED_METHODS}")
     dependencies = list(PINNED_DEPENDENCIES)
+    if config.use_vllm:
+        dependencies[0] = TRL_VLLM_DEPENDENCY
     if config.qlora:
         dependencies.append(QLORA_DEPENDENCY)
     if config.report_to == "trackio":
@@ -239,6 +250,8 @@ def method_settings(method: str, given: dict, batch: int, accumulation: int) -> 
         settings["beta"] = float(beta)
     if given.get("packing"):
         settings["packing"] = True
+    if given.get("use_vllm"):
+        settings["use_vllm"] = True
     if method != "grpo":
         return settings
     names = list(dict.fromkeys(given["reward_functions"] or []))
@@ -280,7 +293,8 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
         **config_inputs("model", "dataset", "dataset_split", "dataset_config", "method", "learning_rate",
                         "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "lora", "qlora",
                         "lora_r", "max_length", "packing", "beta", "num_generations", "max_completion_length",
-                        "reward_functions", "custom_reward_code", "report_to", "output_dir", "hub_model_id"),
+                        "reward_functions", "custom_reward_code", "use_vllm", "report_to", "output_dir",
+                        "hub_model_id"),
         "parent_run_id": {"type": "integer", "description": "The run this one refines, if any.", "nullable": True},
         "change": {"type": "string", "description": 'What changed from the parent run, e.g. "lr 2e-5 -> 1e-5".',
                    "nullable": True},
@@ -298,7 +312,7 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
                 qlora: bool | None = None, lora_r: int | None = None, max_length: int | None = None,
                 packing: bool | None = None, beta: float | None = None, num_generations: int | None = None,
                 max_completion_length: int | None = None, reward_functions: list[str] | None = None,
-                custom_reward_code: str | None = None, report_to: str | None = None,
+                custom_reward_code: str | None = None, use_vllm: bool | None = None, report_to: str | None = None,
                 output_dir: str | None = None, hub_model_id: str | None = None,
                 parent_run_id: int | None = None, change: str | None = None) -> dict:
         method = (method or "sft").strip().lower()
@@ -325,13 +339,18 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
                                          "num_generations": num_generations,
                                          "max_completion_length": max_completion_length,
                                          "reward_functions": reward_functions,
-                                         "custom_reward_code": custom_reward_code}, batch, accumulation)
+                                         "custom_reward_code": custom_reward_code,
+                                         "use_vllm": use_vllm or None}, batch, accumulation)
         remote = self.ctx.settings.resolved_compute_backend == "hf-jobs"
         if qlora and not remote and not cuda_available():
             raise ToolError("qlora needs a CUDA GPU (bitsandbytes 4-bit does not run on CPU) and this machine has "
                             "none: use lora=True here, or switch the compute backend to HF Jobs and submit with a "
                             "GPU flavor (e.g. a10g-small).")
+        if use_vllm and not remote and not cuda_available():
+            raise ToolError("use_vllm needs a CUDA GPU (vLLM does not run on CPU) and this machine has none: drop "
+                            "use_vllm here (GRPO generates with transformers), or use HF Jobs with a GPU flavor.")
         dataset, model = self._check_source("dataset", dataset, remote), self._check_source("model", model, remote)
+        admission = admit_training(self.ctx, model, dataset, (dataset_split or "train").strip(), dataset_config)
         if output_dir is not None and not remote:
             output_dir = str(resolve_inside(self.ctx, output_dir, "output_dir", write=True))
         if parent_run_id is not None and self.ctx.ledger.get_run(int(parent_run_id), user=self.ctx.user) is None:
@@ -364,6 +383,7 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
             raise ToolError(f"{script_path} already exists and a training script never overwrites one: the data "
                             f"directory holds a stale run {run_id}; move {run_dir} away and write the run "
                             "again.") from exc
+        save_admission(run_dir, admission)
         ledger.update_run(run_id, script_path=str(script_path), script_sha256=sha256_text(script),
                           config_json=json.dumps(config.to_dict()), output_dir=output_dir)
         result = {"run_id": run_id, "script_path": str(script_path), "output_dir": output_dir,
