@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -67,8 +68,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, help="LLM backend (default: anthropic)")
     p.add_argument("--model", help="LLM model id")
     p.add_argument("--plan", type=Path, help="with --backend scripted: the YAML plan to replay")
-    p.add_argument("--compute", choices=["auto", "local", "hf-jobs"], help="where jobs run (default: local "
-                   "without an HF token)")
+    p.add_argument("--compute", choices=["auto", "local", "hf-jobs"], default=None, help="where jobs run (default: "
+                   "local, this machine's GPU: save_final_model needs the checkpoints here)")
     p.add_argument("--data-dir", type=Path, help="the ledger and runs (default <workdir>/.ml-intern)")
     p.add_argument("--max-steps", type=int)
     return p
@@ -125,8 +126,7 @@ def prepare(args, now: float) -> tuple[RunRules, AgentConfig]:
         data_dir=(args.data_dir or workdir / ".ml-intern").expanduser().resolve(),
         extra_read_dirs=(*config.settings.extra_read_dirs, *reads),
         read_only_dirs=(*config.settings.read_only_dirs, *([eval_dir] if eval_dir else [])))
-    if args.compute:
-        settings = settings.with_(compute_backend=args.compute)
+    settings = settings.with_(compute_backend=args.compute or "local")
     changes = {"settings": settings, "auto_approve": True}
     for name, value in (("backend", args.backend), ("model_id", args.model), ("max_steps", args.max_steps),
                         ("scripted_plan", args.plan)):
@@ -214,9 +214,9 @@ def finish(session, rules: RunRules, ended: bool, trace: Trace) -> dict:
                           data={"jobs_canceled": canceled, "cancel_failed": failed}))
     fallback = None
     if not (rules.final_dir / "config.json").is_file():
-        from tools.training.final_model import export_model
+        from tools.training.final_model import copy_base_model
 
-        fallback = export_model(ctx, rules.base_model, rules.final_dir)
+        fallback = copy_base_model(ctx, rules.final_dir)
         trace.write(Event("notice", "No final model was saved: final_model/ holds the base model.",
                           data={"final_model": str(rules.final_dir), "fallback": "base model"}))
     status = session.guard.settle(session.final_answer if ended else None)
@@ -231,9 +231,21 @@ def finish(session, rules: RunRules, ended: bool, trace: Trace) -> dict:
             "limit_s": round(rules.limit_at - rules.started_at, 1)}
 
 
+def process_started() -> float:
+    """When this process started (epoch seconds; Linux /proc), so that the limit counts its start-up too; now
+    where that cannot be read."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return min(time.time(), boot + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return time.time()
+
+
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    started = time.time()
+    started = process_started()
     try:
         rules, config = prepare(args, started)
     except ValueError as err:

@@ -112,6 +112,12 @@ class Session:
         self._turn_active = True
         self.ctx.stop_requested.clear()
         worker = threading.Thread(target=self._run_turn, args=(task, variables), daemon=True)
+        try:  # the turn's first events go out before its agent (and sandbox) starts: others' first events wait less
+            while not self._queue.empty():
+                yield self._queue.get()
+        except GeneratorExit:  # nobody follows the turn: it never starts
+            self._turn_active = False
+            raise
         worker.start()
         while True:
             event = self._queue.get()

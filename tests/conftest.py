@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny model built once per test session, an isolated data directory."""
+"""Shared fixtures: a tiny model built once per test session, an isolated data directory, the loopback Hub fakes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ for _var in ("HF_TOKEN", "ANTHROPIC_API_KEY", "GITHUB_TOKEN", "HF_HUB_OFFLINE"):
 import pytest  # noqa: E402
 
 from evals.tiny_model import build_tiny_model  # noqa: E402
+from tests.fakes.hub_api import serve_hub  # noqa: E402
+from tests.fakes.hub_models_api import serve_models_hub  # noqa: E402
 from tools.ledger import LOCAL_USER, Ledger  # noqa: E402
 from tools.settings import Settings  # noqa: E402
 
@@ -44,6 +46,22 @@ def settings(data_dir, read_dirs):
 @pytest.fixture
 def ledger(data_dir):
     return Ledger.in_dir(data_dir)
+
+
+@pytest.fixture
+def hub():
+    """The fake Hub + dataset viewer on loopback (tests/fakes/hub_api.py)."""
+    server = serve_hub()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def models_hub():
+    """The fake Hub with its model info and Jobs hardware routes (tests/fakes/hub_models_api.py)."""
+    server = serve_models_hub()
+    yield server
+    server.close()
 
 
 EXPERIMENT_CONFIG = {"model": "m", "dataset": "d", "output_dir": "x", "method": "sft", "learning_rate": 0.003,

@@ -10,23 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from agent.config import AgentConfig
 from agent.session import Session
 from evals.fixture_data import TRAIN_FILE
-from tests.fakes.hub_api import hub_settings, serve_hub
+from tests.fakes.hub_api import hub_settings
 from tools.ledger import Ledger
 
 PLAN = Path(__file__).parent / "fixtures" / "e2e_plan.yaml"
 MIN_GAIN = 0.15
-
-
-@pytest.fixture
-def hub():
-    server = serve_hub()
-    yield server
-    server.close()
 
 
 def write_plan(tmp_path: Path, model_dir: Path) -> Path:

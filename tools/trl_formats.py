@@ -6,14 +6,22 @@ Shared by the data tools (inspect, quality, reformat, synthetic) and the trainin
 
 from __future__ import annotations
 
+import re
+
 # method: the column sets it accepts (any one of them)
 METHOD_COLUMNS = {
     "sft": (("messages",), ("prompt", "completion"), ("text",)),
     "dpo": (("prompt", "chosen", "rejected"), ("chosen", "rejected")),
     "grpo": (("prompt",),),
 }
-# (columns that must all be present, what to convert them to)
+# (columns that must all be present, compared in lower case with "_"/"-" as spaces; what to convert them to)
 CONVERTIBLE = [
+    (("question", "choices"),
+     "multiple choice (question, choices, answer index or letter): reformat_dataset builds prompts with lettered, "
+     "shuffled options and the answer letter as completion (the right letter's position balanced)."),
+    (("question", "correct answer"),
+     "multiple choice in answer columns (Question, Correct Answer, Incorrect Answer 1..3): reformat_dataset builds "
+     "prompts with lettered, shuffled options; as stored, the right answer sits in one column (position bias)."),
     (("instruction", "output"),
      "Alpaca-style instruction/input/output: build prompt = instruction (+ \"\\n\\n\" + input when "
      "non-empty) and completion = output to get the prompt-completion format for SFT."),
@@ -48,7 +56,7 @@ def is_sharegpt(value) -> bool:
 
 def conversion_note(columns, first_row: dict | None) -> str | None:
     """What to do with a common non-TRL shape (ShareGPT, Alpaca, question/answer, ...), else None."""
-    cols, row = set(columns), first_row or {}
+    cols, row = {" ".join(re.split(r"[\s_\-]+", str(c).strip().lower())) for c in columns}, first_row or {}
     if any(is_sharegpt(row.get(c)) for c in ("conversations", "messages")) or (
             "conversations" in cols and not row):
         return SHAREGPT_NOTE

@@ -119,7 +119,7 @@ def missing_credentials(config) -> str | None:
                  "set `ANTHROPIC_API_KEY` in the environment before `python app.py`, or paste a key in **Settings**")
     if config.backend == "anthropic" and not config.anthropic_api_key:
         return f"No Anthropic API key yet: {where_key}, or choose another LLM backend there."
-    if config.backend == "hf-inference" and not config.hf_token:
+    if config.backend == "hf-inference" and not (config.hf_token or (not on_space() and _saved_hf_token())):
         where = ("sign in with Hugging Face (button at the top)" if on_space() else
                  "set `HF_TOKEN` in the environment (or run `hf auth login`), or paste a token in **Settings**")
         return f"Inference Providers need a Hugging Face token: {where}."
@@ -127,6 +127,13 @@ def missing_credentials(config) -> str | None:
         return ("The scripted backend replays a plan file: the server's owner sets `ML_INTERN_SCRIPTED_PLAN`. "
                 "Or choose another LLM backend in **Settings**.")
     return None
+
+
+def _saved_hf_token() -> bool:
+    """Whether this machine has a Hugging Face token saved by `hf auth login`."""
+    from huggingface_hub import get_token
+
+    return bool(get_token())
 
 
 def _refusal(messages, live, cursor, text: str, box: str, fix: bool = False):

@@ -18,7 +18,7 @@ from ui.identity import user_of
 from ui.render import num
 
 JOB_COLUMNS = ["run", "kind", "job", "stage", "progress", "ETA", "hardware", "cost"]
-REFRESH_S = 3.0
+REFRESH_S = 5.0
 BAR = 12
 _ENDED_TAILS: dict[tuple[str, int], str] = {}  # log tails of ended jobs, read once
 
@@ -115,6 +115,8 @@ def refresh(live_id: str | None, picked, profile: gr.OAuthProfile | None = None,
         if report is None and run is not None:  # an ended job's log does not change: read it once
             key = (session.id, run["id"])
             if key not in _ENDED_TAILS:
+                if len(_ENDED_TAILS) > 1000:
+                    _ENDED_TAILS.clear()
                 _ENDED_TAILS[key] = ((poll(session, run) or {}).get("log_tail") or "")[-4000:]
             report = {"log_tail": _ENDED_TAILS[key]}
         tail = (report or {}).get("log_tail") or ""

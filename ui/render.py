@@ -174,7 +174,7 @@ def render_event(event: Event, messages: list[gr.ChatMessage]) -> None:
         messages.append(gr.ChatMessage(role="assistant", content=icon + round_numbers(event.text)))
         return
     step = f" · step {event.step}" if event.step is not None else ""
-    metadata = {"title": TITLES[kind] + step, "status": "done"}
+    metadata = {"title": TITLES.get(kind, kind) + step, "status": "done"}
     if kind == "code":
         content = f"```python\n{event.text}\n```"
         metadata.update(status="pending", id=f"code-{len(messages)}")

@@ -15,25 +15,13 @@ import pytest
 
 from agent.caps import cap, cap_values, cut_note
 from agent.config import AgentConfig
-from agent.models import ScriptedModel
 from agent.session import Session
+from tests.fakes.recording_model import RecordingModel
 
 BIG = 10_000_000
 LONGEST_REPLY = 500_000
 LIMIT = 20_000
 NOTE = re.compile(r"… \[cut ([\d,]+) characters\] …")
-
-
-class RecordingModel(ScriptedModel):
-    """The scripted model, keeping the messages of every call: what an LLM would have read."""
-
-    def __init__(self, steps: list[dict]):
-        super().__init__(steps)
-        self.inputs: list[list] = []
-
-    def generate_stream(self, messages, *args, **kwargs):
-        self.inputs.append(list(messages))
-        yield from super().generate_stream(messages, *args, **kwargs)
 
 
 def texts_of(messages) -> list[str]:

@@ -15,8 +15,9 @@ from agent.context_policy import (
     summary_from_model,
     transcript,
 )
-from agent.models import AnthropicModel, ScriptedModel, StableBlock, UncachedBlock, to_anthropic_messages
+from agent.models import AnthropicModel, StableBlock, UncachedBlock, to_anthropic_messages
 from tests.fakes.anthropic_api import FAKE_KEY, start_fake_anthropic
+from tests.fakes.recording_model import RecordingModel
 from tools.context import ToolContext
 from tools.untrusted import fence
 
@@ -47,18 +48,6 @@ def plan(n: int, failing_step: int | None = None) -> list[dict]:
         steps[failing_step] = {"thought": "Load the data.",
                                "code": "raise ValueError(\"dataset openai/gsm8k has no split 'tets'\")"}
     return steps + [{"final_answer": "done"}]
-
-
-class RecordingModel(ScriptedModel):
-    """A ScriptedModel that keeps what it was sent on every call."""
-
-    def __init__(self, steps):
-        super().__init__(steps)
-        self.inputs: list[list] = []
-
-    def generate(self, messages, *args, **kwargs):
-        self.inputs.append(list(messages))
-        return super().generate(messages, *args, **kwargs)
 
 
 def chars(messages) -> int:
@@ -232,12 +221,7 @@ def test_a_session_sends_the_pinned_state_from_its_ledger_last(tmp_path, setting
     from agent.config import AgentConfig
     from agent.session import Session
 
-    class StreamingRecorder(RecordingModel):
-        def generate_stream(self, messages, *args, **kwargs):
-            self.inputs.append(list(messages))
-            yield from super().generate_stream(messages, *args, **kwargs)
-
-    model = StreamingRecorder([{"code": "print('looked')"}, {"final_answer": "done"}])
+    model = RecordingModel([{"code": "print('looked')"}, {"final_answer": "done"}])
     config = AgentConfig(backend="scripted", model_id="scripted", settings=settings, auto_approve=True)
     session = Session(config, ledger=ledger, model=model)
     session.ctx.current_experiment(base_model="tiny")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.harness import eval_set_of, main as run_main
+from agent.harness import eval_set_of
+from agent.harness import main as run_main
 from evals.tiny_model import build_tiny_model
 from tools.backends.jobs import make_job_backend
 from tools.context import ToolContext
@@ -190,3 +192,18 @@ def test_run_refuses_an_unknown_benchmark_or_a_missing_base_model(tmp_path, caps
     with pytest.raises(ValueError, match="unknown task"):
         eval_set_of("not-a-benchmark")
     assert eval_set_of("GSM-8K") == "gsm8k"
+
+
+def test_a_benchmark_run_adds_its_own_tools_described_like_the_others(run_ctx):
+    from tools.toolset import build_tools
+
+    plain = {t.name for t in build_tools(ToolContext(settings=run_ctx.settings, ledger=run_ctx.ledger,
+                                                     jobs=run_ctx.jobs))}
+    tools = {t.name: t for t in build_tools(run_ctx)}
+    assert set(tools) - plain == {"time_left", "save_final_model", "run_benchmark_eval"}
+    for name in set(tools) - plain:
+        tool = tools[name]
+        tool.validate_arguments()
+        assert "\nReturns " in tool.description and tool.description.count("Example:") == 1
+        assert re.search(rf"^Example: .*\b{name}\(", tool.description, re.M)
+    assert tools["time_left"].forward()["minutes_left"] <= 1.0

@@ -24,9 +24,9 @@ import pytest
 from smolagents.models import MessageRole
 
 from agent.config import AgentConfig
-from agent.models import ScriptedModel
 from agent.session import Session
-from tests.fakes.hub_api import INJECTION, hub_settings, serve_hub
+from tests.fakes.hub_api import INJECTION, hub_settings
+from tests.fakes.recording_model import RecordingModel
 from tools.redact import MASK
 from tools.untrusted import END
 
@@ -54,22 +54,6 @@ OBEYING_ACTIONS = [
 ]
 
 
-class RecordingModel(ScriptedModel):
-    """The scripted model, keeping the messages of every call: what an LLM would have read."""
-
-    def __init__(self, steps: list[dict]):
-        super().__init__(steps)
-        self.inputs: list[list] = []
-
-    def generate(self, messages, *args, **kwargs):
-        self.inputs.append(list(messages))
-        return super().generate(messages, *args, **kwargs)
-
-    def generate_stream(self, messages, *args, **kwargs):
-        self.inputs.append(list(messages))
-        yield from super().generate_stream(messages, *args, **kwargs)
-
-
 def text_of(message) -> str:
     content = message.content if hasattr(message, "content") else message["content"]
     if isinstance(content, str):
@@ -95,13 +79,6 @@ def assert_only_inside_fences(text: str, phrase: str) -> int:
         assert opened > closed, f"{phrase!r} at {at} is outside a fence:\n{text[max(0, at - 300):at + 100]}"
         assert text.find(END, at) != -1
     return len(found)
-
-
-@pytest.fixture
-def hub():
-    server = serve_hub()
-    yield server
-    server.close()
 
 
 @pytest.fixture

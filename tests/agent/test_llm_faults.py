@@ -18,17 +18,10 @@ from agent.llm_faults import ModelBackendError
 from agent.models import AnthropicModel, build_model
 from agent.session import Session
 from tests.agent.test_models import CONVERSATION
-from tests.fakes.anthropic_api import FAKE_KEY, start_fake_anthropic
+from tests.fakes.anthropic_api import FAKE_KEY
 
 REPLY = "Thought: the run is done.\n<code>\nfinal_answer('accuracy rose from 0.41 to 0.71')\n</code>"
 CHUNK = 7  # characters per text delta in the fake's streams
-
-
-@pytest.fixture
-def fake():
-    server = start_fake_anthropic()
-    yield server
-    server.close()
 
 
 def claude(fake, **limits) -> AnthropicModel:

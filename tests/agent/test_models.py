@@ -21,18 +21,11 @@ from agent.models import (
     build_model,
     call_usage,
 )
-from tests.fakes.anthropic_api import FAKE_KEY, start_fake_anthropic
+from tests.fakes.anthropic_api import FAKE_KEY
 from tests.fakes.server import FakeHandler, route, serve
 
 PLAN = Path(__file__).parents[1] / "fixtures" / "scripted_plan_example.yaml"
 EPHEMERAL = {"type": "ephemeral"}
-
-
-@pytest.fixture
-def fake():
-    server = start_fake_anthropic()
-    yield server
-    server.close()
 
 
 def claude(fake, **kwargs) -> AnthropicModel:

@@ -12,15 +12,8 @@ from agent.config import AgentConfig
 from agent.report import best_evals, build_report, compare, end_of_run, push_best_model
 from agent.session import Session
 from agent.target import Budget
-from tests.fakes.hub_api import GRANTED_TOKEN, hub_settings, serve_hub
+from tests.fakes.hub_api import GRANTED_TOKEN, hub_settings
 from tools.targets import parse_targets
-
-
-@pytest.fixture
-def hub():
-    server = serve_hub()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ import pytest
 from agent.config import AgentConfig
 from agent.models import ScriptedModel
 from agent.session import Session
+from tests.fakes.recording_model import RecordingModel
 from tools.redact import MASK
 from tools.settings import Settings
 
@@ -105,18 +106,6 @@ ATTEMPTS = [
               "conn.send_bytes(b'safe:{\"op\": \"tool\", \"name\": \"ctx\", \"args\": [], \"kwargs\": {}}')\n"
               "print(conn.recv_bytes())"),
 ]
-
-
-class RecordingModel(ScriptedModel):
-    """The scripted model, keeping the messages of every call: what an LLM would have read."""
-
-    def __init__(self, steps: list[dict]):
-        super().__init__(steps)
-        self.inputs: list = []
-
-    def generate_stream(self, messages, *args, **kwargs):
-        self.inputs.append(list(messages))
-        yield from super().generate_stream(messages, *args, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -22,18 +22,11 @@ from tools.backends.hardware import (
 from tools.settings import Settings
 
 
-@pytest.fixture
-def hub():
-    server = serve_models_hub()
-    yield server
-    server.close()
-
-
-def test_list_hardware_reads_the_hub_with_hourly_prices(hub, tmp_path):
-    settings = hub_settings(hub, Settings(data_dir=tmp_path), token=GRANTED_TOKEN)
+def test_list_hardware_reads_the_hub_with_hourly_prices(models_hub, tmp_path):
+    settings = hub_settings(models_hub, Settings(data_dir=tmp_path), token=GRANTED_TOKEN)
     flavors = {f.name: f for f in list_hardware(settings)}
-    assert hub.requests[-1].path == "/api/jobs/hardware"
-    assert hub.requests[-1].headers["authorization"] == f"Bearer {GRANTED_TOKEN}"
+    assert models_hub.requests[-1].path == "/api/jobs/hardware"
+    assert models_hub.requests[-1].headers["authorization"] == f"Bearer {GRANTED_TOKEN}"
     assert set(flavors) >= {"cpu-basic", "t4-small", "l4x4", "a10g-large", "a100-large", "h200"}
     assert flavors["a100-large"].price_per_hour == pytest.approx(2.5, abs=0.01)
     assert flavors["cpu-basic"].price_per_hour == pytest.approx(0.01, abs=0.001)
@@ -43,9 +36,9 @@ def test_list_hardware_reads_the_hub_with_hourly_prices(hub, tmp_path):
     assert all(f.source == "hub" for f in flavors.values())
 
 
-def test_list_hardware_without_token_sends_none(hub, tmp_path):
-    list_hardware(hub_settings(hub, Settings(data_dir=tmp_path), token=None))
-    assert "authorization" not in hub.requests[-1].headers
+def test_list_hardware_without_token_sends_none(models_hub, tmp_path):
+    list_hardware(hub_settings(models_hub, Settings(data_dir=tmp_path), token=None))
+    assert "authorization" not in models_hub.requests[-1].headers
 
 
 @pytest.mark.parametrize("state", [{"hardware_status": 500}, {"hardware_delay_s": 3}])

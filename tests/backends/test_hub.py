@@ -8,7 +8,7 @@ import socket
 import pytest
 from huggingface_hub.errors import HfHubHTTPError
 
-from tests.fakes.hub_api import FIXTURE_USER, GRANTED_TOKEN, NOT_READY, SENTIMENT, hub_settings, serve_hub
+from tests.fakes.hub_api import FIXTURE_USER, GRANTED_TOKEN, NOT_READY, SENTIMENT, hub_settings
 from tools.backends.hub import (
     DatasetViewer,
     ViewerError,
@@ -20,13 +20,6 @@ from tools.backends.hub import (
 )
 from tools.errors import ToolError
 from tools.settings import Settings
-
-
-@pytest.fixture
-def hub():
-    server = serve_hub()
-    yield server
-    server.close()
 
 
 @pytest.fixture

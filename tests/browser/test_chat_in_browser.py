@@ -77,10 +77,10 @@ def test_an_approval_card_shows_what_waits_and_approve_goes_on(page, plan, jobs)
     expect(card).to_be_visible(timeout=90_000)
     for shown in ("a10g-small", "1 × 24 GB GPU", "30 min", "$0.50", "Budget left"):
         expect(card).to_contain_text(shown)
+    page.screenshot(path=str(DOCS / "screenshot-approval.png"), full_page=True)
     card.get_by_text("Script it would run").click()
     expect(card).to_contain_text("# /// script")
     assert not [r for r in jobs.requests if r.method == "POST"], "nothing submitted before the click"
-    page.screenshot(path=str(DOCS / "screenshot-approval.png"), full_page=True)
     page.locator("#approve").click()
     expect(chat(page)).to_contain_text("submitted")
     expect(card).to_be_hidden()

@@ -26,13 +26,6 @@ from tools.errors import ToolError
 from tools.untrusted import END
 
 
-@pytest.fixture
-def hub():
-    server = serve_hub()
-    yield server
-    server.close()
-
-
 def tools_for(server, settings, ledger, token=None):
     ctx = ToolContext(hub_settings(server, settings, token=token), ledger, jobs=None)
     return SearchDatasetsTool(ctx), InspectDatasetTool(ctx)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fakes.hub_api import FIXTURE_USER, GRANTED_TOKEN, NOISY, PREFERENCE, SHAREGPT, hub_settings, serve_hub
+from tests.fakes.hub_api import FIXTURE_USER, GRANTED_TOKEN, NOISY, PREFERENCE, SHAREGPT, hub_settings
 from tools.context import ToolContext
 from tools.data.formats import extract_answer
 from tools.data.reformat import ReformatDatasetTool
@@ -27,13 +27,6 @@ GSM8K = [
     {"question": "A farm has 1,000 hens and buys 500 more. How many hens?", "answer": "1000+500=1500\n#### 1,500"},
     {"question": "What is 2+2?", "answer": "The answer is \\boxed{4}."},
 ]
-
-
-@pytest.fixture
-def hub():
-    server = serve_hub()
-    yield server
-    server.close()
 
 
 def make_ctx(server, settings, ledger, token=None):

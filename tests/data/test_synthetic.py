@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fakes.hub_api import FIXTURE_USER, hub_settings, serve_hub
+from tests.fakes.hub_api import FIXTURE_USER, hub_settings
 from tools.context import ToolContext
 from tools.data.synthetic import GenerateSyntheticDataTool, deduplicate, validate
 from tools.errors import ToolError
@@ -34,13 +34,6 @@ CLEAN = [
 @pytest.fixture
 def tool(settings, ledger):
     return GenerateSyntheticDataTool(ToolContext(settings, ledger, jobs=None, goal="test synthetic"))
-
-
-@pytest.fixture
-def hub():
-    server = serve_hub()
-    yield server
-    server.close()
 
 
 def saved_rows(out) -> list[dict]:

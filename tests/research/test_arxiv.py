@@ -22,13 +22,6 @@ from tools.research.arxiv import (
 )
 
 
-@pytest.fixture
-def slept(monkeypatch):
-    calls: list[float] = []
-    monkeypatch.setattr("tools.research.arxiv.sleep", calls.append)
-    return calls
-
-
 @pytest.mark.parametrize("text, expected", [
     ("2305.18290", "2305.18290"), ("2305.18290v3", "2305.18290"), ("arXiv:2402.03300v2", "2402.03300"),
     ("https://arxiv.org/abs/2106.09685v2", "2106.09685"), ("http://arxiv.org/pdf/2501.12948v1", "2501.12948"),

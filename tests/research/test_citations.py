@@ -7,7 +7,6 @@ import math
 
 import pytest
 
-from tests.fakes.hub_api import serve_hub
 from tests.fakes.semantic_scholar_api import GRAPH, serve_semantic_scholar
 from tools.context import ToolContext
 from tools.errors import ToolError
@@ -23,20 +22,6 @@ def s2():
     server = serve_semantic_scholar()
     yield server
     server.close()
-
-
-@pytest.fixture
-def hub():
-    server = serve_hub()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def slept(monkeypatch):
-    calls: list[float] = []
-    monkeypatch.setattr("tools.research.arxiv.sleep", calls.append)
-    return calls
 
 
 def graph(settings, s2, hub=None, **kwargs) -> dict:

@@ -9,7 +9,7 @@ import pytest
 
 from evals.fixture_data import TRAIN_FILE
 from tests.fakes.hub_api import GRANTED_TOKEN, PREFERENCE, SENTIMENT, SHAREGPT, hub_settings
-from tests.fakes.hub_models_api import MODELS, serve_models_hub
+from tests.fakes.hub_models_api import MODELS
 from tools.backends.hardware import Flavor
 from tools.backends.jobs import LocalJobBackend
 from tools.context import ToolContext
@@ -23,15 +23,8 @@ QWEN = "Qwen/Qwen3-1.7B"
 
 
 @pytest.fixture
-def hub():
-    server = serve_models_hub()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def remote(hub, tmp_path):
-    return hub_settings(hub, Settings(data_dir=tmp_path, compute_backend="hf-jobs"), token=GRANTED_TOKEN)
+def remote(models_hub, tmp_path):
+    return hub_settings(models_hub, Settings(data_dir=tmp_path, compute_backend="hf-jobs"), token=GRANTED_TOKEN)
 
 
 def config(**overrides) -> dict:
@@ -46,7 +39,7 @@ def check(settings, cfg=None, backend="hf-jobs", flavor="a100-large", timeout_mi
                      settings=settings, **kw)
 
 
-def test_a_good_remote_run_passes_with_estimates(remote, hub):
+def test_a_good_remote_run_passes_with_estimates(remote, models_hub):
     report = check(remote)
     assert report.ok, report.problems
     est = report.estimate
@@ -55,9 +48,9 @@ def test_a_good_remote_run_passes_with_estimates(remote, hub):
     assert est["cost_usd"] == pytest.approx(2.5 * 2, abs=0.01)  # hourly price x timeout
     assert 0 < est["est_minutes"] < 60 and est["expected_cost_usd"] < est["cost_usd"]
     assert est["price_source"] == "hub"
-    model_call = next(r for r in hub.requests if r.path == f"/api/models/{QWEN}")
+    model_call = next(r for r in models_hub.requests if r.path == f"/api/models/{QWEN}")
     assert model_call.query["expand"] == ["safetensors"]
-    assert any(r.path == "/first-rows" for r in hub.requests)
+    assert any(r.path == "/first-rows" for r in models_hub.requests)
 
 
 def test_full_fine_tuning_that_does_not_fit_names_a_flavor_and_lora(remote):

@@ -24,6 +24,7 @@ from smolagents import Tool
 from tools.audit import write_audit
 from tools.context import ToolContext
 from tools.errors import ToolError
+from tools.paths import looks_local, resolve_inside
 from tools.run_rules import FINAL_STATE_FILE
 from tools.training.admission import check_clean, check_training_model, same_model
 
@@ -119,6 +120,25 @@ def export_model(ctx: ToolContext, source: str, out: Path) -> list[str]:
         generation.save_pretrained(out)
     del model
     return notes
+
+
+MODEL_FILES = ("*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.tiktoken")
+
+
+def copy_base_model(ctx: ToolContext, out: Path) -> list[str]:
+    """Copy the base model's files to `out` as they are (no torch: fast, for a run that saved no final model)."""
+    base = ctx.rules.base_model
+    if Path(base).is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        for pattern in MODEL_FILES:
+            for file in Path(base).glob(pattern):
+                shutil.copy2(file, out / file.name)
+    else:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(base, local_dir=out, allow_patterns=list(MODEL_FILES), token=ctx.settings.hf_token,
+                          endpoint=ctx.settings.hf_endpoint)
+    return ["the base model's files, copied: no model was saved"]
 
 
 def completion_pairs(rows: list[dict], tokenizer) -> list[tuple[str, str]]:
@@ -219,7 +239,10 @@ Example: save_final_model(model=run["output_dir"], held_out=data["path"], held_o
         from tools.data.rows import load_rows, row_text
 
         ctx, rules = self.ctx, self.ctx.rules
-        source = rules.base_model if same_model(model, rules.base_model) else str(Path(model).expanduser().resolve())
+        if same_model(model, rules.base_model):
+            source = rules.base_model
+        else:
+            source = str(resolve_inside(ctx, model, "model")) if looks_local(ctx, model) else str(model).strip()
         lineage = check_training_model(ctx, source)
         if source != rules.base_model and not (Path(source) / "config.json").is_file():
             raise ToolError(f"{model} holds no model (no config.json): wait for its run to complete first.")

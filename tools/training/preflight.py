@@ -174,6 +174,13 @@ def _training_method(config: dict) -> str:
     return "qlora" if config.get("qlora") else "lora" if config.get("lora") else "full"
 
 
+def _spread(plan: dict) -> str:
+    """'one GPU', 'DDP over 8 GPUs' or 'FSDP over 8 GPUs' for a hardware.plan_parallelism plan."""
+    if plan["strategy"] == "single":
+        return "one GPU"
+    return f"{plan['strategy'].upper()} over {plan['num_processes']} GPUs"
+
+
 def _fit_advice(n_params: float, method: str, seq: int, batch: int, flavors, shape: dict) -> str:
     plan = hardware.suggest(n_params, method, seq, batch, flavors, **shape)
     options = []
@@ -292,12 +299,11 @@ def preflight(config: dict, *, backend: str, flavor: str | None, timeout_minutes
         if not plan["fits"]:
             lora = None if train != "full" else hardware.plan_parallelism(
                 n_params, "lora", seq, batch, target, vllm=bool(config.get("use_vllm")), **memory_shape)
+            fix = _fit_advice(n_params, train, seq, batch, flavors, shape)
             if lora and lora["fits"]:
                 estimate["launch"]["recommend"] = "lora"
-                fix = (f"Full fine-tuning does not fit here even sharded; LoRA does: write the run with lora=True "
-                       f"(~{lora['memory_gb']:.0f} GB per GPU, {lora['strategy'].upper()}).")
-            else:
-                fix = _fit_advice(n_params, train, seq, batch, flavors, shape)
+                fix = (f"LoRA fits this flavor: write the run with lora=True (~{lora['memory_gb']:.0f} GB per GPU, "
+                       f"{_spread(lora)}). {fix}")
             what = f"{target.gpu_memory_gb:.0f} GB per GPU" if target.is_gpu else f"{target.ram_gb:.0f} GB RAM"
             problems.append(f"{model} ({n_params / 1e9:.2f}B params, {train}) needs ~{need:.0f} GB per "
                             f"{'GPU' if target.is_gpu else 'process'} at batch {batch} x {seq} tokens, but "

@@ -82,10 +82,11 @@ def launch_plan(cfg):
 
 def accelerate_command(plan):
     """`accelerate launch` of this script, one process per GPU, with TRL's own accelerate config: multi_gpu
-    (DDP) or fsdp2 (FSDP2: parameters, gradients and optimizer state sharded); gloo processes with "cpu"."""
+    (DDP) or fsdp2 (FSDP2: parameters, gradients and optimizer state sharded). With "cpu" (tests), torchrun's
+    launcher starts gloo processes: accelerate's own --cpu starts one process unless MPI is set up."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(plan["num_processes"])]
     if plan.get("cpu"):
-        command.append("--cpu")
+        command += ["--multi_gpu", "--mixed_precision", "no"]
     else:
         from importlib import resources
 
@@ -98,12 +99,12 @@ def accelerate_command(plan):
 def relaunch(cfg):
     """Run this script once per process under `accelerate launch` (for GRPO with vLLM on several GPUs, next to a
     `trl vllm-serve` on the last GPU); the exit code, or None when this process trains by itself."""
-    if "LOCAL_RANK" in os.environ:
+    if "LOCAL_RANK" in os.environ or os.environ.get("ML_INTERN_LAUNCHED"):
         return None
     plan = launch_plan(cfg)
     if plan["num_processes"] <= 1:
         return None
-    env, server = dict(os.environ), None
+    env, server = {**os.environ, "ML_INTERN_LAUNCHED": "1"}, None
     if plan["vllm_server"]:
         gpus = torch.cuda.device_count()
         server = subprocess.Popen([sys.executable, "-m", "trl.cli.main", "vllm-serve", "--model", cfg["model"],
