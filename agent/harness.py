@@ -244,6 +244,7 @@ def process_started() -> float:
 
 
 def main(argv: list[str]) -> int:
+    """Parse, run, finish; exits the process once a run has ended (returns 2 for a bad command line)."""
     args = parser().parse_args(argv)
     started = process_started()
     try:
@@ -275,4 +276,7 @@ def main(argv: list[str]) -> int:
         if args.trace:
             out.close()
     print("ml-intern run: " + json.dumps(summary), file=sys.stderr, flush=True)
-    return 0 if (rules.final_dir / "config.json").is_file() else 1
+    sys.stdout.flush()
+    # Everything is written: leave now, so that a tool thread still unwinding, the sandbox process or torch's
+    # teardown cannot carry the process past the limit.
+    os._exit(0 if (rules.final_dir / "config.json").is_file() else 1)

@@ -49,7 +49,7 @@ def card_text(session, details: dict) -> tuple[str, str]:
             ("Timeout", f"{details['timeout_minutes']:g} min" if details.get("timeout_minutes") else "-"),
             ("Estimated cost (at most)", f"${cost:.2f}" if isinstance(cost, int | float) else "unknown"),
             ("Budget left", _budget_left(session, details))]
-    table = "\n".join(["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
+    table = "\n".join(["| Detail | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows])
     script = ""
     run = session.ledger.get_run(int(details["run_id"]), user=session.ctx.user) if details.get("run_id") else None
     if run and run.get("script_path") and Path(run["script_path"]).is_file():

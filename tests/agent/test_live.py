@@ -47,6 +47,12 @@ class SlowSession:
         self.answers.append((approved, reason))
 
 
+@pytest.fixture(autouse=True)
+def registry(monkeypatch):
+    """Live sessions of this test only."""
+    monkeypatch.setattr(live_turns, "_REGISTRY", {})
+
+
 def wait_for(predicate, timeout_s: float = 10.0):
     deadline = time.monotonic() + timeout_s
     while not predicate():
