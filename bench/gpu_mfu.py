@@ -159,11 +159,10 @@ class LoraLinear(torch.nn.Module):
 
 def add_lora(model, r: int) -> None:
     model.requires_grad_(False)
-    for layer in model.model.layers:
-        for parent in layer.modules():
-            for child_name, child in list(parent.named_children()):
-                if isinstance(child, torch.nn.Linear):
-                    setattr(parent, child_name, LoraLinear(child, r))
+    targets = [(parent, name, child) for layer in model.model.layers for parent in layer.modules()
+               for name, child in parent.named_children() if isinstance(child, torch.nn.Linear)]
+    for parent, name, child in targets:
+        setattr(parent, name, LoraLinear(child, r))
 
 
 def packed_batches(data: Path, batch: int, max_length: int):

@@ -1,10 +1,10 @@
 """The experiment ledger: one SQLite file holding sessions, events, experiments, runs, evals and spend.
 
-Tools write it; the app and the CLI read it. Ledgers on the same file in a process share one connection
-(tools/ledger_connection.py), so one Ledger can serve the agent's worker threads and the UI at once, and other
-processes (CLI, job watchers) open the same file. `record_event` returns at once: a writer thread commits
-events in batches (within 0.1 s), and any read of this process sees them; `flush()` commits them now, and
-`close()` (or the Ledger's end) commits them and lets go of the connection.
+Tools write it; the app and the CLI read it. Ledgers on the same file in a process share its connections
+(tools/ledger_connection.py: one per thread, kept open), so one Ledger serves the agent's worker threads and the
+UI at once, and other processes (CLI, job watchers) open the same file. `record_event` returns at once: a writer
+thread commits events in batches (within 0.1 s), and reading events in this process commits the waiting ones
+first; `flush()` commits them now, and `close()` (or the Ledger's end) commits them and closes the connections.
 
 Every session, experiment, dataset, run and eval belongs to a user (its `owner`: the signed-in Hugging Face
 username on a Space, `LOCAL_USER` for the one local user; rows written before owners existed belong to
@@ -187,8 +187,7 @@ class Ledger:
         return cls(Path(data_dir) / "ledger.sqlite")
 
     def _connect(self):
-        """The shared connection inside one transaction (`with self._connect() as db:`), committed at the end;
-        this process's waiting events are committed first."""
+        """This thread's connection inside one transaction (`with self._connect() as db:`), committed at the end."""
         return self._shared.transaction()
 
     def flush(self) -> None:
@@ -227,6 +226,7 @@ class Ledger:
         self._shared.add_event((session_id, time.time(), kind, json.dumps(payload, default=str)))
 
     def session_events(self, session_id: str, *, user: str) -> list[dict]:
+        self.flush()  # the events recorded in this process so far, committed
         rows = self._rows("SELECT * FROM events WHERE session_id = (SELECT id FROM sessions WHERE id = ? AND "
                           "owner = ?) ORDER BY id", (session_id, user))
         for row in rows:

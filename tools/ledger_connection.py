@@ -1,15 +1,19 @@
-"""The ledger's SQLite connection: one per ledger file in a process, shared by threads, with events written in batches.
+"""The ledger's SQLite connections: one per thread and ledger file in a process, with events written in batches.
 
 A connection per call cost a connect, a commit with fsync and a close (4-10 ms, far more on a busy disk) for each
 of the ~1,200 events of a 300-step session. Here every `Ledger` on the same file in this process shares one
-`LedgerConnection` (WAL, `synchronous=NORMAL`: a commit appends to the WAL without an fsync; the database stays
-consistent, and at worst the last commits before a power cut are lost). A lock gives one transaction at a time.
+`LedgerConnection`, which keeps one SQLite connection per thread that uses it (opened on its first use, closed
+when the thread ends or at `close`), in WAL mode with `synchronous=NORMAL`: a commit appends to the WAL without an
+fsync; the file stays consistent, and at worst the last commits before a power cut are lost. No Python lock
+serialises them: SQLite lets readers run beside the one writer, so a session's first event does not queue
+behind twenty others' ledger calls (one shared connection under a lock did, while each holder waited for the
+GIL).
 
 Events (`add_event`) go to a list in memory and return at once; one writer thread commits them in a batch at
-most `FLUSH_INTERVAL_S` after the first of them, and every `transaction()` (so every read and write of the
-ledger) first commits the events waiting, so a reader in this process always sees them in order. Other
-processes (CLI, job watchers, a second app) share the file through SQLite's own locking, and see a session's
-events once the writer, a turn's end (`Session` calls `flush`) or `close` commits them.
+most `FLUSH_INTERVAL_S` after the first of them, and `flush()` (which the Ledger calls before reading events)
+commits the waiting ones, so a reader in this process always sees them in order. Other processes (CLI, job
+watchers, a second app) share the file through SQLite's own locking, and see a session's events once the writer,
+a turn's end (`Session` calls `flush`) or `close` commits them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,44 +33,58 @@ _open: dict[str, LedgerConnection] = {}  # by the file's real path, while some L
 _open_lock = threading.Lock()
 
 
-class LedgerConnection:
-    """One SQLite connection to a ledger file, its lock, and the events waiting for the writer thread."""
+class _ThreadConnection:
+    """One thread's SQLite connection to the file, and how deep its transactions are nested."""
 
     def __init__(self, path: str):
-        self.path = path
-        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        self.db = sqlite3.connect(path, timeout=30, check_same_thread=False)  # closed from `close` too
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        self.depth = 0
+
+
+class LedgerConnection:
+    """The connections of this process's threads to one ledger file, and the events waiting for the writer."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._local = threading.local()
+        self._all: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()  # a thread's ends with the thread
+        self._thread()  # opens (creates) the file
         self.inode = os.stat(path).st_ino
         self.users = 0  # Ledger objects holding it (`acquire`/`release`)
-        self._lock = threading.RLock()  # one transaction at a time on the connection
-        self._depth = 0  # transactions nested on the thread that holds the lock
         self._pending: list[tuple] = []
         self._queued = threading.Condition()  # guards _pending and _closed; wakes the writer
+        self._flushing = threading.Lock()  # batches commit one at a time, in order
         self._closed = False
         self._closing = threading.Event()
         self._writer: threading.Thread | None = None
 
+    def _thread(self) -> _ThreadConnection:
+        mine = getattr(self._local, "connection", None)
+        if mine is None:
+            mine = self._local.connection = _ThreadConnection(self.path)
+            self._all.add(mine)
+        return mine
+
     @contextmanager
     def transaction(self):
-        """The connection, inside a transaction committed on exit (rolled back on an exception); events waiting
-        are committed first. Nested uses join the outer transaction."""
-        with self._lock:
-            if self._depth == 0:
-                self.flush()
-            self._depth += 1
-            try:
-                yield self.db
-            except BaseException:
-                self._depth -= 1
-                if self._depth == 0:
-                    self.db.rollback()
-                raise
-            self._depth -= 1
-            if self._depth == 0:
-                self.db.commit()
+        """This thread's connection, inside a transaction committed on exit (rolled back on an exception). Nested
+        uses join the outer transaction."""
+        mine = self._thread()
+        mine.depth += 1
+        try:
+            yield mine.db
+        except BaseException:
+            mine.depth -= 1
+            if mine.depth == 0:
+                mine.db.rollback()
+            raise
+        mine.depth -= 1
+        if mine.depth == 0:
+            mine.db.commit()
 
     def add_event(self, row: tuple) -> None:
         """Queue one events row (session_id, ts, kind, payload_json); the writer thread commits it soon."""
@@ -82,33 +101,35 @@ class LedgerConnection:
 
     def flush(self) -> None:
         """Commit the events waiting, in the order they were added (inside a transaction of this thread: at its
-        end)."""
-        with self._lock:
-            if self._depth:
-                return
+        end); returns once every event added before the call is committed."""
+        mine = self._thread()
+        if mine.depth:
+            return
+        with self._flushing:
             with self._queued:
                 rows, self._pending = self._pending, []
             if not rows:
                 return
             try:
-                self.db.executemany(INSERT_EVENT, rows)
-                self.db.commit()
+                mine.db.executemany(INSERT_EVENT, rows)
+                mine.db.commit()
             except sqlite3.IntegrityError:  # an event of an unknown session: keep the others
-                self.db.rollback()
-                self._insert_one_by_one(rows)
+                mine.db.rollback()
+                self._insert_one_by_one(mine.db, rows)
             except BaseException:  # locked past the timeout, disk full: keep them for the next flush
-                self.db.rollback()
+                mine.db.rollback()
                 with self._queued:
                     self._pending[:0] = rows
                 raise
 
-    def _insert_one_by_one(self, rows: list[tuple]) -> None:
+    @staticmethod
+    def _insert_one_by_one(db: sqlite3.Connection, rows: list[tuple]) -> None:
         for row in rows:
             try:
-                self.db.execute(INSERT_EVENT, row)
+                db.execute(INSERT_EVENT, row)
             except sqlite3.IntegrityError as exc:
                 log.warning("ledger: event %r of session %r not stored: %s", row[2], row[0], exc)
-        self.db.commit()
+        db.commit()
 
     def _write_events(self) -> None:
         while True:
@@ -124,7 +145,7 @@ class LedgerConnection:
                 log.exception("ledger: could not write events to %s (retrying)", self.path)
 
     def close(self) -> None:
-        """Commit the events waiting, stop the writer thread and close the connection."""
+        """Commit the events waiting, stop the writer thread and close every thread's connection."""
         with self._queued:
             if self._closed:
                 return
@@ -133,9 +154,9 @@ class LedgerConnection:
         self._closing.set()
         if self._writer is not None and self._writer is not threading.current_thread():
             self._writer.join(timeout=30)
-        with self._lock:
-            self.flush()
-            self.db.close()
+        self.flush()
+        for each in list(self._all):
+            each.db.close()
 
 
 def acquire(path: Path) -> LedgerConnection:

@@ -73,6 +73,13 @@ def errors(events: list[dict]) -> list[str]:
     return [e["text"] for e in events if e["kind"] == "error"]
 
 
+def timeline(events: list[dict]) -> str:
+    """When each code action and notice came, for a failure message (a slow machine shows here)."""
+    start = events[0]["ts"] if events else 0
+    return "\n".join(f"{e['ts'] - start:6.1f}s {e['kind']}: {e['text'][:100]!r}" for e in events
+                     if e["kind"] in ("code", "notice", "error", "final_answer"))
+
+
 def test_a_benchmark_run_leaves_a_better_final_model_on_time_with_a_complete_audit(task_dir, tiny_model_dir):
     limit_s = 180
     result = benchmark_run(task_dir, tiny_model_dir, "plan.yaml", hours=limit_s / 3600)
@@ -80,7 +87,7 @@ def test_a_benchmark_run_leaves_a_better_final_model_on_time_with_a_complete_aud
     assert result["rc"] == 0, errors(result["events"])
     assert result["wall"] < limit_s and result["summary"]["seconds"] < limit_s
     assert not errors(result["events"])
-    assert any(e["kind"] == "final_answer" for e in result["events"])
+    assert any(e["kind"] == "final_answer" for e in result["events"]), timeline(result["events"])
     final = task_dir / "final_model"
     from transformers import AutoModelForCausalLM
 

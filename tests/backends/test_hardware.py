@@ -83,21 +83,23 @@ def test_suggest_matches_the_rough_fits_of_domain_knowledge():
     small = suggest(1.7e9, "full", 1024, 4)
     assert small["fits"] and small["flavor"] == "a100-large"  # 1-3B full fine-tuning on one 80 GB GPU
     big = suggest(8e9, "full", 1024, 4)
-    assert not big["fits"] and big["flavor"] is None  # 7-13B wants LoRA: no single GPU holds it
-    assert [a["method"] for a in big["alternatives"]] == ["lora", "qlora"]
-    assert big["alternatives"][0]["flavor"] is not None
+    # 7-13B full fine-tuning fits no single GPU: only FSDP over 8x80 GB, else LoRA on one GPU
+    assert big["fits"] and big["flavor"] == "h100x8" and big["memory_gb"] < 80
+    assert [(a["method"], a["flavor"]) for a in big["alternatives"]][0] == ("lora", "a100-large")
     huge = suggest(70e9, "full", 1024, 1)
     lora, qlora = huge["alternatives"]
-    assert lora["flavor"] is None and qlora["flavor"] in ("a100-large", "h100")  # 70B wants QLoRA
+    assert not huge["fits"] and lora["flavor"] == "h100x8"  # 70B: LoRA sharded over 8 GPUs
+    assert qlora["flavor"] in ("a100-large", "h100")  # or QLoRA on one
     tiny = suggest(1e8, "full", 512, 8)
     assert tiny["flavor"] == "t4-small"  # the cheapest GPU that holds it
     assert suggest(1.7e9, "lora", 1024, 4)["alternatives"] == []
 
 
-def test_suggest_ignores_multi_gpu_memory_and_cpu_flavors():
+def test_suggest_shards_over_multi_gpu_flavors_and_skips_cpu_flavors():
     flavors = [f for f in builtin_flavors() if f.name in ("cpu-upgrade", "a10g-largex4", "l4x4")]
     plan = suggest(3e9, "full", 1024, 4, flavors)
-    assert plan["flavor"] is None  # 4x24 GB is not one 96 GB GPU for a single training process
+    assert plan["flavor"] == "l4x4" and plan["memory_gb"] < 24  # FSDP: a 4th of the states per 24 GB GPU
+    assert suggest(3e9, "full", 1024, 4, flavors[:1])["flavor"] is None  # CPU RAM is not a GPU
 
 
 def test_estimate_minutes_scales_with_tokens_model_and_flavor():

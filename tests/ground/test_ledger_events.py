@@ -87,6 +87,7 @@ def test_a_failed_transaction_keeps_the_events_recorded_before_it(ledger):
     except RuntimeError:
         pass
     assert ledger.get_experiment(exp, user="local")["status"] == "open"  # rolled back
+    ledger.flush()
     assert stored(ledger.path, sid) == [{"i": 0}]
 
 
@@ -100,3 +101,24 @@ def test_close_commits_waiting_events_and_the_file_opens_again(data_dir):
     reopened.record_event(sid, "thought", {"text": "again"})
     assert [e["payload"]["text"] for e in reopened.session_events(sid, user="local")] == ["last words", "again"]
 
+
+
+def test_a_read_does_not_wait_for_another_threads_open_transaction(ledger):
+    ledger.create_session("first", user="local")
+    inside, done = threading.Event(), threading.Event()
+
+    def long_write():
+        with ledger._connect() as db:
+            db.execute("INSERT INTO sessions (id, created_at, title, owner) VALUES ('s2', 1, 'second', 'local')")
+            inside.set()
+            done.wait(10)
+
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    assert inside.wait(10)
+    try:
+        assert [s["title"] for s in ledger.list_sessions(user="local")] == ["first"]  # not blocked; not yet there
+    finally:
+        done.set()
+        writer.join()
+    assert {s["title"] for s in ledger.list_sessions(user="local")} == {"first", "second"}

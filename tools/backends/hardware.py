@@ -6,6 +6,8 @@ the usual rule of thumb (see DOMAIN.md, Compute): full fine-tuning with AdamW in
 ~18 bytes per parameter (bf16 weights and grads, fp32 master weights and two Adam moments) plus
 activations; LoRA keeps the frozen weights in bf16 (2 bytes/param) and trains ~1% extra
 parameters at r=16; QLoRA keeps them in 4 bit (~0.55 bytes/param with quantization constants).
+`plan_parallelism` applies it per GPU (DDP, or FSDP sharding over a multi-GPU flavor) and
+`tokens_per_second` turns a GPU model's throughput (seeded, or measured by finished runs) into run time.
 """
 
 from __future__ import annotations
