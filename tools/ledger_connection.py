@@ -28,6 +28,7 @@ from pathlib import Path
 
 FLUSH_INTERVAL_S = 0.1  # the longest an event waits in memory before the writer thread commits it
 INSERT_EVENT = "INSERT INTO events (session_id, ts, kind, payload_json) VALUES (?, ?, ?, ?)"
+BATCH_ROWS = 200  # events per INSERT statement
 log = logging.getLogger(__name__)
 _open: dict[str, LedgerConnection] = {}  # by the file's real path, while some Ledger uses it
 _open_lock = threading.Lock()
@@ -111,7 +112,10 @@ class LedgerConnection:
             if not rows:
                 return
             try:
-                mine.db.executemany(INSERT_EVENT, rows)
+                for chunk in range(0, len(rows), BATCH_ROWS):  # one statement per chunk: the GIL is taken back
+                    batch = rows[chunk:chunk + BATCH_ROWS]     # once per chunk, not once per row, under the lock
+                    mine.db.execute(INSERT_EVENT + ", (?, ?, ?, ?)" * (len(batch) - 1),
+                                    [value for row in batch for value in row])
                 mine.db.commit()
             except sqlite3.IntegrityError:  # an event of an unknown session: keep the others
                 mine.db.rollback()

@@ -74,6 +74,9 @@ def test_reward_source_is_standalone_and_listed():
     with pytest.raises(ValueError, match="unknown reward functions"):
         reward_source(["accuracy"])
     assert all(f"- {name}: " in library_listing() for name in LIBRARY)
+    assert "appears, else 0.0." in library_listing()  # whole docstrings, not their first lines
+    brief = library_listing(brief=True)
+    assert "\n" not in brief and len(brief) < 200 and all(f"{name} (" in brief for name in LIBRARY)
 
 
 GOOD = '''

@@ -252,11 +252,30 @@ def test_script_names_cover_the_template():
 
 def test_hub_dataset_split_and_config_reach_the_script(ctx):
     run = WriteTrainingScriptTool(ctx)(model="Qwen/Qwen3-0.6B", dataset="openai/gsm8k", dataset_config="main",
-                                       dataset_split="test")
+                                       dataset_split="train")
     cfg = config_of(open(run["script_path"]).read())
-    assert (cfg["dataset"], cfg["dataset_config"], cfg["dataset_split"]) == ("openai/gsm8k", "main", "test")
+    assert (cfg["dataset"], cfg["dataset_config"], cfg["dataset_split"]) == ("openai/gsm8k", "main", "train")
+    assert "eval_split_override" not in run["config"]
     assert 'load_dataset(cfg["dataset"], cfg["dataset_config"], split=cfg["dataset_split"])' in \
         open(run["script_path"]).read()
+
+
+def test_an_evaluation_split_is_refused_unless_overridden_and_the_override_is_recorded(ctx, tmp_path):
+    tool = WriteTrainingScriptTool(ctx)
+    with pytest.raises(ToolError, match="evaluation data of the benchmark 'gsm8k'.*allow_eval_split=True"):
+        tool(model="Qwen/Qwen3-0.6B", dataset="openai/gsm8k", dataset_config="main", dataset_split="test")
+    local = tmp_path / "mine"
+    local.mkdir()
+    (local / "test.jsonl").write_text('{"prompt": "2+2?", "completion": "4"}\n')
+    with pytest.raises(ToolError, match="named as held-out test data"):
+        tool(model="Qwen/Qwen3-0.6B", dataset=str(local), dataset_split="test")
+    assert ctx.ledger.list_runs(user="local") == []
+    run = tool(model="Qwen/Qwen3-0.6B", dataset="openai/gsm8k", dataset_config="main", dataset_split="test",
+               allow_eval_split=True)
+    recorded = json.loads(ctx.ledger.get_run(run["run_id"], user="local")["config_json"])["eval_split_override"]
+    assert recorded["allow_eval_split"] is True and "gsm8k" in recorded["reason"]
+    assert run["config"]["eval_split_override"] == recorded
+    assert config_of(open(run["script_path"]).read())["dataset_split"] == "test"
 
 
 def test_packing_is_an_sft_option_that_reaches_the_trainer(ctx, tiny_model_dir):
@@ -281,5 +300,6 @@ def test_the_tool_inputs_come_from_the_config_fields_with_their_defaults():
         ("number", "boolean", "array")
     assert f"sft {DEFAULT_LEARNING_RATE['sft']:g}" in inputs["learning_rate"]["description"]
     assert f"sft {DEFAULT_LORA_LEARNING_RATE['sft']:g}" in inputs["learning_rate"]["description"]
-    assert all(f"- {name}:" in inputs["reward_functions"]["description"] for name in scripts.LIBRARY)
+    assert all(f"{name} (" in inputs["reward_functions"]["description"] for name in scripts.LIBRARY)
+    assert inputs["allow_eval_split"]["type"] == "boolean"
     assert not inputs["lora"]["description"].endswith("(default False).")

@@ -125,11 +125,11 @@ class SearchDatasetsTool(Tool):
 Returns [{"id", "downloads", "likes", "gated", "tags", "last_modified"}].
 Example: search_datasets(query="math", task="text-generation", language="en", size="1K<n<10K", limit=5)"""
     inputs = {
-        "query": {"type": "string", "description": "Words in dataset ids; may be \"\" when a filter is set."},
+        "query": {"type": "string", "description": "Words in dataset ids (\"\" with a filter)."},
         "limit": {"type": "integer", "description": "Maximum results (1-100, default 10).", "nullable": True},
         "sort": {"type": "string", "description": "downloads (default), likes, trending, "
-                 "last_modified or created_at; descending.", "nullable": True},
-        "filter": {"type": "string", "description": "Other comma-separated Hub tags, e.g. \"format:json\".",
+                 "last_modified, created_at.", "nullable": True},
+        "filter": {"type": "string", "description": "More Hub tags, comma-separated, e.g. \"format:json\".",
                    "nullable": True},
         "task": {"type": "string", "description": "Task category, e.g. text-generation.", "nullable": True},
         "language": {"type": "string", "description": "Language code, e.g. en.", "nullable": True},

@@ -50,21 +50,19 @@ LANGUAGE_MIX_WARN = 0.02  # rows in other languages than the main one
 
 class CheckDatasetQualityTool(Tool):
     name = "check_dataset_quality"
-    description = """Check a sample of a dataset before training: empty fields by column role and type, duplicates,
-lengths and outliers, languages, label balance, copies of eval items (exact/normalised/fuzzy, with the
-benchmark's own train split as a negative control).
-Returns {"columns", "duplicates", "length_outliers", "language", "labels", "eval_overlap"..., "problems":
-[{"severity": "blocker"|"caveat", "check", "detail", "fix", "evidence"}], "verdict": "good"|"usable with
-caveats"|"not usable", "summary"}.
+    description = """Check a dataset sample before training: empty fields, duplicates, lengths, languages, labels, \
+eval-item copies (exact/normalised/fuzzy; the benchmark's train split as control).
+Returns {"verdict": "good"|"usable with caveats"|"not usable", "problems": [{"severity": "blocker"|"caveat", "check", \
+"detail", "fix", "evidence"}], "summary", each check's result ("duplicates", "eval_overlap"...)}.
 Example: check_dataset_quality(dataset="my-org/math-sft", eval_dataset="gsm8k")"""
     inputs = {
-        "dataset": {"type": "string", "description": "Hub dataset id (owner/name) or a local path."},
+        "dataset": {"type": "string", "description": "Hub dataset id or local path."},
         "split": {"type": "string", "description": "Split to sample; default train.", "nullable": True},
-        "sample_size": {"type": "integer", "description": "Rows to read, spread over the split (10-1000, "
+        "sample_size": {"type": "integer", "description": "Rows read across the split (10-1000, "
                         "default 500).", "nullable": True},
         "tokenizer": {"type": "string", "description": "Model whose tokenizer counts lengths; default words.",
                       "nullable": True},
-        "eval_dataset": {"type": "string", "description": "Eval set to look for copies of: a benchmark name "
+        "eval_dataset": {"type": "string", "description": "Eval set to find copies of: a benchmark "
                          "(gsm8k), Hub id or local path.", "nullable": True},
         "config": {"type": "string", "description": "Config (subset) name; default the first.", "nullable": True},
     }

@@ -32,24 +32,22 @@ SEED = 42
 
 class ReformatDatasetTool(Tool):
     name = "reformat_dataset"
-    description = """Convert a dataset into a TRL format (columns detected from ShareGPT, Alpaca, question/answer,
-multiple choice... unless column_map says), clean it (empty rows, duplicates, broken turn order, calculator
-annotations), optionally drop copies of eval items, split, save (optionally push) and record it.
-Multiple-choice rows become lettered prompts with shuffled options (answer position balanced).
-Refuses an evaluation split (a benchmark's test split, any split named test) unless allow_eval_split.
+    description = """Convert a dataset to a TRL format, clean it (empty, duplicate, broken-turn rows; calculator \
+annotations), save and record it. Detects columns (ShareGPT, Alpaca, question/answer, multiple choice: lettered, \
+shuffled options) unless column_map says.
 Returns {"dataset_id", "path", "rows", "splits", "hub_id", "columns", "dropped", "fixed", "sample", "notes"}.
 Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="prompt-only", decontaminate="gsm8k")"""
     inputs = {
         "dataset": {"type": "string", "description": "Hub dataset id or local .jsonl/.json path."},
         "target_format": {"type": "string", "description": "messages or prompt-completion (SFT), preference (DPO), "
                           "prompt-only (GRPO; adds an `answer` column from \"#### N\" or \\boxed{})."},
-        "column_map": {"type": "object", "description": "{role: source column}; roles: prompt, completion, input, "
-                       "system, conversations, chosen, rejected; multiple choice: choices (+ completion = the "
-                       "answer), or correct + incorrect (a list of columns).", "nullable": True},
+        "column_map": {"type": "object", "description": "{role: column}; roles: prompt, completion, input, "
+                       "system, conversations, chosen, rejected; multiple choice: choices (+ completion = "
+                       "answer) or correct + incorrect (a column list).", "nullable": True},
         "system_prompt": {"type": "string", "description": "Added as the first turn.", "nullable": True},
         "filter_min_chars": {"type": "integer", "description": "Drop rows with a shorter prompt or reply.",
                              "nullable": True},
-        "max_rows": {"type": "integer", "description": "Read at most this many source rows.", "nullable": True},
+        "max_rows": {"type": "integer", "description": "Most source rows to read.", "nullable": True},
         "test_size": {"type": "number", "description": "Test split: a fraction (0-1) or a row count.",
                       "nullable": True},
         "split": {"type": "string", "description": "Source split; default train.", "nullable": True},
@@ -58,9 +56,10 @@ Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="
         "hub_dataset_id": {"type": "string", "description": "Repo id for the push.",
                            "nullable": True},
         "config": {"type": "string", "description": "Source config (subset).", "nullable": True},
-        "decontaminate": {"type": "string", "description": "Eval set whose items to drop from the rows: a benchmark "
-                          "name (gsm8k), Hub id or local path.", "nullable": True},
-        "allow_eval_split": {"type": "boolean", "description": "Convert an evaluation split anyway (recorded).",
+        "decontaminate": {"type": "string", "description": "Eval set whose items to drop: a benchmark (gsm8k), "
+                          "Hub id or local path.", "nullable": True},
+        "allow_eval_split": {"type": "boolean", "description": (
+                             "Allow an eval split (a benchmark's, or one named test); recorded."),
                              "nullable": True},
     }
     output_type = "object"

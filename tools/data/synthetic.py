@@ -196,27 +196,26 @@ def _eval_location(ctx: ToolContext, eval_dataset: str) -> str:
 
 class GenerateSyntheticDataTool(Tool):
     name = "generate_synthetic_data"
-    description = """Check and save training examples you wrote (e.g. edge cases a dataset lacks): drops invalid
-ones, near duplicates and any overlapping the eval set; saves and records the rest.
-Returns {"dataset_id", "path", "rows", "dropped": {"invalid", "duplicates", "contaminated"}, "problems",
+    description = """Check and save training examples you wrote (e.g. edge cases a dataset lacks): drops invalid \
+ones, near duplicates and eval-set overlaps; saves and records the rest.
+Returns {"dataset_id", "path", "rows", "dropped": {"invalid", "duplicates", "contaminated"}, "problems", \
 "hub_id"}; train on out["path"].
-Example: generate_synthetic_data(spec="negation", examples=[{"prompt": "Not bad. Sentiment?", "completion":
-"positive"}], target_format="prompt-completion", eval_dataset="evals/data/tiny_sentiment")"""
+Example: generate_synthetic_data(spec="negation", examples=[{"prompt": "Not bad?", "completion": "positive"}], \
+target_format="prompt-completion", eval_dataset="evals/data/tiny_sentiment")"""
     inputs = {
-        "spec": {"type": "string", "description": "What the data is for, which edge cases it covers."},
-        "examples": {"type": "array", "description": "Dicts in the target format: {\"messages\": [{\"role\", "
-                     "\"content\"}...]} ending with assistant, {\"prompt\", \"completion\"}, {\"prompt\", "
-                     "\"chosen\", \"rejected\"} or {\"prompt\", \"answer\"?}; extra scalar fields are kept."},
+        "spec": {"type": "string", "description": "What the data is for (edge cases covered)."},
+        "examples": {"type": "array", "description": "Dicts with target_format's keys (messages end with an "
+                     "assistant turn; prompt-only may add \"answer\"); extra scalars kept."},
         "target_format": {"type": "string", "description": "messages (default), prompt-completion, preference, "
                           "prompt-only.", "nullable": True},
-        "eval_dataset": {"type": "string", "description": "Eval set (local path or Hub id) to check contamination "
-                         "against; strongly recommended.", "nullable": True},
-        "name": {"type": "string", "description": "Folder name of the saved dataset.", "nullable": True},
+        "eval_dataset": {"type": "string", "description": "Eval set (local path or Hub id) to drop overlaps with; "
+                         "recommended.", "nullable": True},
+        "name": {"type": "string", "description": "Saved dataset's folder name.", "nullable": True},
         "push_to_hub": {"type": "boolean", "description": "Push to a new private Hub dataset repo.",
                         "nullable": True},
         "hub_dataset_id": {"type": "string", "description": "Repo id for the push.",
                            "nullable": True},
-        "min_examples": {"type": "integer", "description": "Save nothing when fewer examples survive the checks.",
+        "min_examples": {"type": "integer", "description": "Save nothing if fewer survive.",
                          "nullable": True},
     }
     output_type = "object"

@@ -115,27 +115,26 @@ class _EvaluationTool(Tool):
 
 class RunEvaluationTool(_EvaluationTool):
     name = "run_evaluation"
-    description = f"""Evaluate a checkpoint with lighteval and record the score. Baseline first: a trained score is
-refused until the starting model has one (is_baseline=True) on the same task. Tasks: offline fixtures
-({", ".join(shipped_tasks())}); Hub benchmarks ({", ".join(CATALOGUE)}; "GSM-8K" works, "gsm8k|0" sets the
-shots); or "custom:<.jsonl/.json path or Hub dataset id>" with task_options. Trained scores come compared with
-the baseline and checked for training-data overlap.
-Returns {{"eval_id", "metric", "value", "stderr", "n_samples", "command"}}, for a trained checkpoint also
-"baseline", "comparison": {{"difference", "ci95", "within_noise", "text"}}, "contaminated", "warning"; with
-as_job {{"job_id", "stage", "message"}}: then collect_evaluation(job_id).
+    description = f"""Evaluate a checkpoint with lighteval and record the score. A trained score needs a baseline \
+(is_baseline=True: starting model, same task) first; it comes compared with it and checked for training-data overlap.
+Tasks: fixtures ({", ".join(shipped_tasks())}); benchmarks ({", ".join(CATALOGUE)}; "gsm8k|0" sets shots); \
+custom:<.jsonl/.json path or Hub id> with task_options.
+Returns {{"eval_id", "metric", "value", "stderr", "n_samples", "command"}}, trained also "baseline", "comparison" \
+{{"difference", "ci95", "within_noise", "text"}}, "contaminated", "warning"; as_job {{"job_id", "stage", "message"}}: \
+then collect_evaluation(job_id).
 Example: run_evaluation(model=run["output_dir"], task="gsm8k", run_id=run["run_id"])"""
     inputs = {
         "model": {"type": "string", "description": "Checkpoint folder (a run's output_dir) or Hub model id."},
         "task": {"type": "string", "description": "A fixture, benchmark or custom:<source>."},
-        "is_baseline": {"type": "boolean", "description": "True for the untrained starting model.",
+        "is_baseline": {"type": "boolean", "description": "True for the starting model.",
                         "nullable": True},
-        "run_id": {"type": "integer", "description": "Ledger run that produced this checkpoint.", "nullable": True},
-        "max_samples": {"type": "integer", "description": "Evaluate only N samples (smoke checks; not comparable).",
+        "run_id": {"type": "integer", "description": "Run that produced this checkpoint.", "nullable": True},
+        "max_samples": {"type": "integer", "description": "Only N samples (smoke test; not comparable).",
                         "nullable": True},
         "task_options": {"type": "object", "nullable": True, "description": (
             'custom: tasks only: {"kind": "multiple_choice"|"generative", "question", "choices", "answer" '
             '(columns), "match": "exact"|"number"|"regex:<pattern>", "split", "subset", "max_new_tokens"}.')},
-        "as_job": {"type": "boolean", "description": "Run as a job; returns a job_id at once.",
+        "as_job": {"type": "boolean", "description": "Run as a job (returns at once).",
                    "nullable": True},
         "flavor": {"type": "string", "description": "HF Jobs hardware for as_job; GPU flavors use vLLM.",
                    "nullable": True},

@@ -257,9 +257,8 @@ def diagnose(log_text: str, series: dict[str, list[tuple[int, float]]] | None, r
 
 class DiagnoseRunTool(Tool):
     name = "diagnose_run"
-    description = """Diagnose a run from its log (any TRL script's) and metrics: the failure (out_of_memory, nan_loss,
-divergence, no_learning, zero_reward, reward_collapse, no_reward_signal, kl_blowup, flat_margins, stalled,
-dataset_format, chat_template, hub_access, missing_package, timeout, preempted, canceled), healthy or unknown.
+    description = """Diagnose a run from its log (any TRL script's) and metrics: the failure (e.g. out_of_memory,
+nan_loss, divergence, no_learning, reward_collapse, dataset_format, timeout), healthy or unknown.
 Returns {"run_id", "job_id", "status", "failure", "evidence": [log lines or numbers], "next_step"}.
 Example: diagnose_run(run_id=run["run_id"])["next_step"]"""
     inputs = {"run_id": {"type": "integer", "description": "The run to diagnose, from write_training_script."}}

@@ -357,10 +357,10 @@ def preflight(config: dict, *, backend: str, flavor: str | None, timeout_minutes
 
 class PreflightTool(Tool):
     name = "preflight_check"
-    description = """Check a written run before submit_job, starting nothing: script, dataset columns, that the
-model fits each GPU (DDP, FSDP over a multi-GPU flavor, else LoRA/QLoRA or another flavor), Hub push, timeout vs
-estimated time, cost. Returns {"ok", "problems": [what to fix and how], "warnings", "estimate": {"memory_gb" (per
-GPU), "launch": {"strategy", "num_processes", "reason"}, "suggested_flavor", "est_minutes", "cost_usd"...}}.
+    description = """Check a written run before submit_job, starting nothing: script, dataset columns, GPU memory \
+(DDP, FSDP, LoRA/QLoRA or another flavor), Hub push, timeout vs estimated time, cost.
+Returns {"ok", "problems": [what to fix and how], "warnings", "estimate": {"memory_gb" (per GPU), "launch": \
+{"strategy", "num_processes", "reason"}, "suggested_flavor", "est_minutes", "cost_usd"...}}.
 Example: preflight_check(run_id=run["run_id"], flavor="a10g-large", timeout_minutes=90)"""
     inputs = {
         "run_id": {"type": "integer", "description": "The run to check, from write_training_script."},

@@ -121,6 +121,8 @@ def length_reward(completions, completion_ids=None, min_tokens=16, max_tokens=25
 
 HELPERS = (completion_text, extract_final_answer, answers_match)
 LIBRARY = {fn.__name__: fn for fn in (exact_answer, format_reward, answer_line_reward, length_reward)}
+BRIEF = {"exact_answer": "final answer = `answer` column", "format_reward": "<think>/<answer> tags",
+         "answer_line_reward": "last line `Answer: X`", "length_reward": "16-256 tokens"}
 ALLOWED_IMPORTS = ("re", "math", "json", "string", "collections")
 FORBIDDEN_NAMES = frozenset({"open", "exec", "eval", "compile", "__import__", "input", "breakpoint", "globals",
                              "locals", "vars", "getattr", "setattr", "delattr", "exit", "quit", "help",
@@ -133,9 +135,12 @@ SAMPLE_COMPLETIONS = ("<think>2 + 2 = 4</think><answer>4</answer>", "Two plus tw
 CHECK_TIMEOUT_S = 10.0
 
 
-def library_listing() -> str:
-    """One line per library reward function: its name and what it rewards."""
-    return "\n".join(f"- {name}: {inspect.getdoc(fn).splitlines()[0]}" for name, fn in LIBRARY.items())
+def library_listing(brief: bool = False) -> str:
+    """The library reward functions: one line each with its whole docstring, or, `brief`, one short phrase each
+    on one line (for the tool's input help, which the prompt carries on every call)."""
+    if brief:
+        return ", ".join(f"{name} ({BRIEF[name]})" for name in LIBRARY)
+    return "\n".join(f"- {name}: {' '.join(inspect.getdoc(fn).split())}" for name, fn in LIBRARY.items())
 
 
 def reward_source(names: Iterable[str]) -> str:

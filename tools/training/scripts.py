@@ -24,6 +24,8 @@ from smolagents import Tool
 
 from tools.backends.hub import is_hub_id
 from tools.context import ToolContext
+from tools.data.held_out import evaluation_split
+from tools.data.rows import LoadedRows
 from tools.errors import ToolError
 from tools.paths import looks_local, resolve_inside
 from tools.stages import CREATED
@@ -78,8 +80,11 @@ LOCAL_DATA_SUFFIXES = (".jsonl", ".json")
 
 
 def _per_method(values: dict) -> str:
-    """'sft 2e-05, dpo 1e-06' for a {method: value} table, as the tool's input help shows defaults."""
-    return ", ".join(f"{method} {value:g}" for method, value in values.items())
+    """'sft 2e-05, dpo/grpo 1e-06' for a {method: value} table, as the tool's input help shows defaults."""
+    methods: dict[str, list[str]] = {}
+    for method, value in values.items():
+        methods.setdefault(f"{value:g}", []).append(method)
+    return ", ".join(f"{'/'.join(names)} {value}" for value, names in methods.items())
 
 
 @dataclass
@@ -93,16 +98,15 @@ class TrainingConfig:
     output_dir: str = field(metadata={"help": "Checkpoint folder (default: the run's)"})
     method: str = field(default="sft", metadata={"help": '"sft", "dpo" or "grpo"'})
     dataset_split: str = field(default="train", metadata={"help": "Split to train on"})
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset config (subset), e.g. main"})
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset config (subset), e.g. main"})
     max_steps: int = field(default=DEFAULT_MAX_STEPS, metadata={"help": "Optimizer steps"})
     num_train_epochs: float = 1.0
     learning_rate: float | None = field(default=None, metadata={"help": (
-        f"Peak learning rate; default {_per_method(DEFAULT_LEARNING_RATE)}, with LoRA "
-        f"{_per_method(DEFAULT_LORA_LEARNING_RATE)}")})
-    per_device_train_batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={"help": "Batch size per device"})
+        f"Peak LR; default {_per_method(DEFAULT_LEARNING_RATE)}; LoRA {_per_method(DEFAULT_LORA_LEARNING_RATE)}")})
+    per_device_train_batch_size: int = field(default=DEFAULT_BATCH_SIZE, metadata={"help": "Per-device batch size"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per step"})
     max_length: int = field(default=DEFAULT_MAX_LENGTH, metadata={"help": "SFT/DPO: max tokens per example"})
-    packing: bool = field(default=False, metadata={"help": "SFT: pack short examples into max_length blocks"})
+    packing: bool = field(default=False, metadata={"help": "SFT: pack examples into max_length blocks"})
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (merged when saved)"})
     qlora: bool = field(default=False, metadata={"help": "LoRA on a 4-bit base; CUDA only"})
     lora_r: int = field(default=DEFAULT_LORA_R, metadata={"help": "LoRA rank"})
@@ -111,22 +115,20 @@ class TrainingConfig:
     beta: float | None = field(default=None, metadata={"help": (
         f"DPO/GRPO KL strength; default {_per_method(DEFAULT_BETA)}")})
     num_generations: int = field(default=DEFAULT_NUM_GENERATIONS, metadata={"help": (
-        "GRPO completions per prompt; batch x accumulation must be a multiple of it")})
+        "GRPO completions per prompt, dividing batch x accumulation")})
     max_completion_length: int = field(default=DEFAULT_MAX_COMPLETION_LENGTH,
                                        metadata={"help": "GRPO tokens per completion"})
     reward_functions: list[str] = field(default_factory=list, metadata={"help": (
-        f"GRPO rewards from the library:\n{library_listing()}")})
+        f"GRPO library rewards: {library_listing(brief=True)}")})
     custom_reward_code: str | None = field(default=None, metadata={"help": (
-        "GRPO: source of one `def f(completions, **kwargs) -> list[float]`; columns arrive as kwargs; imports: "
-        "re, math, json, string, collections")})
-    use_vllm: bool = field(default=False, metadata={"help": (
-        "GRPO on a GPU flavor: generate with vLLM (colocated on one GPU, a vLLM server on one GPU of several)")})
+        "GRPO: one `def f(completions, **kwargs) -> list[float]` (columns as kwargs; imports: "
+        "re, math, json, string, collections)")})
+    use_vllm: bool = field(default=False, metadata={"help": "GRPO on a GPU: generate with vLLM"})
     logging_steps: int = DEFAULT_LOGGING_STEPS
     seed: int = 42
-    report_to: str = field(default="none", metadata={"help": '"none" or "trackio" if the user asks'})
+    report_to: str = field(default="none", metadata={"help": '"trackio" if the user asks'})
     push_to_hub: bool = False
-    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo to push the model to (HF Jobs: "
-                                                                     "else it is lost)"})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repo to push to (needed on HF Jobs)"})
 
     def __post_init__(self):
         if self.beta is None and self.method in DEFAULT_BETA:
@@ -228,6 +230,12 @@ def is_local_path(value: str) -> bool:
         or Path(value).exists()
 
 
+def held_out_split(ctx: ToolContext, dataset: str, split: str, config: str | None) -> str | None:
+    """Why training on this split would train on evaluation data (tools/data/held_out.py), or None."""
+    source = "local" if looks_local(ctx, dataset) else "hub"
+    return evaluation_split(LoadedRows(dataset, source, config or "", split, [], None, ""))
+
+
 def cuda_available() -> bool:
     import torch
 
@@ -285,9 +293,9 @@ def method_settings(method: str, given: dict, batch: int, accumulation: int) -> 
 
 class WriteTrainingScriptTool(Tool):
     name = "write_training_script"
-    description = """Write a TRL training script for one run and record the run in the ledger; it starts nothing.
-Columns: SFT messages | prompt+completion | text; DPO prompt/chosen/rejected; GRPO prompt plus what rewards read.
-Returns {"run_id", "script_path", "output_dir", "config", "warning"?}; smoke_run and preflight_check it next.
+    description = """Write and record a TRL training script for one run; starts nothing. \
+Columns: SFT messages | prompt+completion | text; DPO prompt/chosen/rejected; GRPO prompt + what rewards read.
+Returns {"run_id", "script_path", "output_dir", "config", "warning"?}; then smoke_run and preflight_check it.
 Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/Capybara", lora=True)"""
     inputs = {
         **config_inputs("model", "dataset", "dataset_split", "dataset_config", "method", "learning_rate",
@@ -295,8 +303,11 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
                         "lora_r", "max_length", "packing", "beta", "num_generations", "max_completion_length",
                         "reward_functions", "custom_reward_code", "use_vllm", "report_to", "output_dir",
                         "hub_model_id"),
-        "parent_run_id": {"type": "integer", "description": "The run this one refines, if any.", "nullable": True},
-        "change": {"type": "string", "description": 'What changed from the parent run, e.g. "lr 2e-5 -> 1e-5".',
+        "allow_eval_split": {"type": "boolean", "description": (
+                             "Allow an eval split (a benchmark's, or one named test); recorded."),
+                             "nullable": True},
+        "parent_run_id": {"type": "integer", "description": "Run this one refines.", "nullable": True},
+        "change": {"type": "string", "description": 'What changed from the parent, e.g. "lr 2e-5 -> 1e-5".',
                    "nullable": True},
     }
     output_type = "object"
@@ -314,7 +325,8 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
                 max_completion_length: int | None = None, reward_functions: list[str] | None = None,
                 custom_reward_code: str | None = None, use_vllm: bool | None = None, report_to: str | None = None,
                 output_dir: str | None = None, hub_model_id: str | None = None,
-                parent_run_id: int | None = None, change: str | None = None) -> dict:
+                parent_run_id: int | None = None, change: str | None = None,
+                allow_eval_split: bool | None = False) -> dict:
         method = (method or "sft").strip().lower()
         if method not in SUPPORTED_METHODS:
             raise ToolError(f"unknown method {method!r}; supported methods: {', '.join(SUPPORTED_METHODS)}.")
@@ -350,6 +362,12 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
             raise ToolError("use_vllm needs a CUDA GPU (vLLM does not run on CPU) and this machine has none: drop "
                             "use_vllm here (GRPO generates with transformers), or use HF Jobs with a GPU flavor.")
         dataset, model = self._check_source("dataset", dataset, remote), self._check_source("model", model, remote)
+        held_out = held_out_split(self.ctx, dataset, (dataset_split or "train").strip(), dataset_config)
+        if held_out and not allow_eval_split:
+            raise ToolError(f"Refused: {held_out}. A model trained on evaluation data scores high on it without "
+                            "being better. Train on the train split (dataset_split='train'), or pass "
+                            "allow_eval_split=True only if this data will never be used to evaluate (the override "
+                            "is recorded in the run's config).")
         admission = admit_training(self.ctx, model, dataset, (dataset_split or "train").strip(), dataset_config)
         if output_dir is not None and not remote:
             output_dir = str(resolve_inside(self.ctx, output_dir, "output_dir", write=True))
@@ -384,10 +402,11 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
                             f"directory holds a stale run {run_id}; move {run_dir} away and write the run "
                             "again.") from exc
         save_admission(run_dir, admission)
+        recorded = {**config.to_dict(), **({"eval_split_override": {"reason": held_out, "allow_eval_split": True}}
+                                           if held_out else {})}
         ledger.update_run(run_id, script_path=str(script_path), script_sha256=sha256_text(script),
-                          config_json=json.dumps(config.to_dict()), output_dir=output_dir)
-        result = {"run_id": run_id, "script_path": str(script_path), "output_dir": output_dir,
-                  "config": config.to_dict()}
+                          config_json=json.dumps(recorded), output_dir=output_dir)
+        result = {"run_id": run_id, "script_path": str(script_path), "output_dir": output_dir, "config": recorded}
         if remote and not hub_model_id:
             result["warning"] = ("This run goes to HF Jobs, whose disk is discarded when the job ends: pass "
                                  "hub_model_id to keep the trained model.")
