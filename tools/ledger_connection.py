@@ -31,7 +31,8 @@ INSERT_EVENT = "INSERT INTO events (session_id, ts, kind, payload_json) VALUES (
 BATCH_ROWS = 200  # events per INSERT statement
 log = logging.getLogger(__name__)
 _open: dict[str, LedgerConnection] = {}  # by the file's real path, while some Ledger uses it
-_open_lock = threading.Lock()
+# Reentrant: a Ledger's finalizer (`release`) can run from garbage collection inside `acquire` on the same thread.
+_open_lock = threading.RLock()
 
 
 class _ThreadConnection:

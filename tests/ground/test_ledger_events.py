@@ -122,3 +122,20 @@ def test_a_read_does_not_wait_for_another_threads_open_transaction(ledger):
         done.set()
         writer.join()
     assert {s["title"] for s in ledger.list_sessions(user="local")} == {"first", "second"}
+
+
+def test_a_ledger_released_while_another_is_being_opened_does_not_deadlock(tmp_path):
+    """Garbage collection may run a Ledger's finalizer (`release`) inside `acquire`, on the same thread."""
+    import threading
+
+    from tools import ledger_connection
+
+    def open_and_release_inside_acquire():
+        with ledger_connection._open_lock:  # where acquire holds it when a collection runs a finalizer
+            shared = ledger_connection.acquire(tmp_path / "inner.sqlite")
+            ledger_connection.release(shared)
+
+    worker = threading.Thread(target=open_and_release_inside_acquire, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
