@@ -29,6 +29,7 @@ from tools.settings import Settings
 from tools.stages import TERMINAL
 
 CANCEL_GRACE_S = 5.0
+PF_KTHREAD = 0x00200000  # /proc/<pid>/stat flags bit of a kernel thread
 
 
 @dataclass
@@ -187,7 +188,11 @@ class LocalJobBackend(JobBackend):
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
             except OSError:
                 return False
-            return fields[0] != "Z" and job_id.encode() in cmdline
+            if fields[0] in ("Z", "X"):
+                return False
+            if not cmdline:  # still exiting (its memory is gone first), unless it is a kernel thread
+                return not int(fields[6]) & PF_KTHREAD
+            return job_id.encode() in cmdline
         try:
             os.kill(pid, 0)
         except (ProcessLookupError, PermissionError):
