@@ -51,12 +51,13 @@ def build_app() -> gr.Blocks:
                 status = gr.Markdown(elem_id="status-line")
                 box = gr.Textbox(placeholder="e.g. improve Qwen3-1.7B on GSM8K", show_label=False, elem_id="goal")
                 gr.Examples(chat_handlers.EXAMPLE_GOALS, inputs=box, label="Example goals")
+                send_label, stop_label, stop_cancel_label, fix_label = chat_handlers.BUTTON_LABELS
                 with gr.Row():
-                    send = gr.Button("Send", variant="primary", elem_id="send")
-                    stop = gr.Button("⏹ Stop", variant="stop", visible=False, elem_id="stop")
-                    stop_cancel = gr.Button("⏹ Stop and cancel its jobs", visible=False, elem_id="stop-cancel")
+                    send = gr.Button(send_label, variant="primary", elem_id="send")
+                    stop = gr.Button(stop_label, variant="stop", visible=False, elem_id="stop")
+                    stop_cancel = gr.Button(stop_cancel_label, visible=False, elem_id="stop-cancel")
                     demo_button = gr.Button("Run offline demo (scripted)", elem_id="demo")
-                    fix = gr.Button("Open Settings", visible=False, elem_id="fix-settings")
+                    fix = gr.Button(fix_label, visible=False, elem_id="fix-settings")
                 stop_note = gr.Markdown()
                 with gr.Group(visible=False, elem_id="approval-card") as card:
                     card_text = gr.Markdown()

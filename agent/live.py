@@ -84,6 +84,12 @@ class LiveSession:
 
     def follow(self, start: int = 0) -> Iterator[tuple[int, Event]]:
         """(index, event) from `start` on: the log so far, then each new event, until the turn ends."""
+        for batch in self.follow_batches(start):
+            yield from batch
+
+    def follow_batches(self, start: int = 0) -> Iterator[list[tuple[int, Event]]]:
+        """`follow` in batches: every (index, event) there is at each call (waiting while there is none), so a
+        follower slower than the turn catches up in one step rather than one step per event."""
         index = start
         while True:
             with self._cond:
@@ -93,10 +99,9 @@ class LiveSession:
                     self._seen = time.monotonic()
                 if index >= len(self.events):
                     return
-                batch = self.events[index:]
-            for event in batch:
-                yield index, event
-                index += 1
+                batch = list(enumerate(self.events[index:], start=index))
+            index += len(batch)
+            yield batch
 
     def stop(self, cancel_jobs: bool = False) -> None:
         """Stop the turn between steps (a pending approval is answered no); with `cancel_jobs` its jobs too."""

@@ -26,6 +26,8 @@ from ui.settings import turn_options
 APPROVAL_PENDING = "An approval is waiting: answer it in the approval card (**Approve** or **Reject**) first."
 BUSY = ("A turn is running: your message stays in the box. Wait for it to end, or press **Stop**; a message sent "
         "now would be lost to the run.")
+# Send, Stop, Stop and cancel its jobs, Open Settings (app.py builds the buttons with them).
+BUTTON_LABELS = ("Send", "⏹ Stop", "⏹ Stop and cancel its jobs", "Open Settings")
 EXAMPLE_GOALS = ["Improve Qwen3-0.6B on GSM8K with GRPO, budget $5",
                  "Fine-tune SmolLM2-135M-Instruct for medical Q&A on MedQA",
                  "Find a recent paper on DPO variants and try its recipe on a small model",
@@ -68,29 +70,40 @@ def _tokens(count: int) -> str:
     return f"{num(count / 1000)}k" if count >= 1000 else str(count)
 
 
-def outputs(messages, live, cursor: int, box=None, fix: bool = False) -> tuple:
-    """One yield of a chat handler (see the module docstring); `box=None` leaves the text box as it is."""
+def outputs(messages, live, cursor: int, box=None, fix: bool = False, controls: bool = True) -> tuple:
+    """One yield of a chat handler (see the module docstring); `box=None` leaves the text box as it is, and
+    `controls=False` the buttons (as their labels: Gradio rebuilds a component for each property update, about a
+    millisecond of the server's event loop per button per yield)."""
     running = live is not None and live.running
+    buttons = ((gr.update(interactive=not running), gr.update(visible=running), gr.update(visible=running),
+                gr.update(visible=fix)) if controls else BUTTON_LABELS)
     return (messages, live.session.id if live else None, cursor, gr.update() if box is None else box,
-            status_line(live), gr.update(interactive=not running), gr.update(visible=running),
-            gr.update(visible=running), gr.update(visible=fix))
+            status_line(live), *buttons)
 
 
-def _stream(live, messages: list, start: int):
-    """Render the live session's events from `start` into `messages`, yielding after each shown one; the stream
-    ends at an approval request (the turn waits, holding no worker) or with the turn."""
+def _stream(live, messages: list, start: int, shown_running: bool | None = None):
+    """Render the live session's events from `start` into `messages`, yielding once per batch of new events (and
+    the buttons only when the turn's running state changed from `shown_running`); the stream ends at an approval
+    request (the turn waits, holding no worker) or with the turn."""
     cursor = start
-    for index, event in live.follow(start):
-        cursor = index + 1
-        if event.kind == "user" and messages and messages[-1].role == "user" and messages[-1].content == event.text:
-            continue  # already shown when it was sent
-        render_event(event, messages)
-        if event.kind == "token_usage":
-            continue
-        if event.kind == "approval":
-            yield outputs(messages, live, cursor)
+    for batch in live.follow_batches(start):
+        waiting = shown = False
+        for index, event in batch:
+            cursor = index + 1
+            if event.kind == "user" and messages and messages[-1].role == "user" \
+                    and messages[-1].content == event.text:
+                continue  # already shown when it was sent
+            render_event(event, messages)
+            shown = shown or event.kind != "token_usage"
+            if event.kind == "approval":
+                waiting = True
+                break
+        if shown:
+            running = live.running
+            yield outputs(messages, live, cursor, controls=running != shown_running)
+            shown_running = running
+        if waiting:
             return
-        yield outputs(messages, live, cursor)
     settle_job_cards(messages, live.session)
     yield outputs(messages, live, cursor, fix=_needs_fix(live))
 
@@ -200,7 +213,7 @@ def chat(message: str, history: list, live_id, cursor, prefs: dict, profile: gr.
                                                               and live.options != turn_options(prefs)):
         live = new_live(who, prefs, message)
     start = live.start(message)
-    yield from _stream(live, messages, start)
+    yield from _stream(live, messages, start, shown_running=False)
 
 
 def run_demo(history: list, live_id, prefs: dict, profile: gr.OAuthProfile | None = None,
@@ -228,7 +241,7 @@ def run_demo(history: list, live_id, prefs: dict, profile: gr.OAuthProfile | Non
     yield outputs(messages, live, len(live.events))
     variables = prepare_demo(config.settings.data_dir)
     start = live.start(DEMO_TASK, variables=variables)
-    yield from _stream(live, messages, start)
+    yield from _stream(live, messages, start, shown_running=False)
 
 
 def reattach(profile: gr.OAuthProfile | None = None, request: gr.Request | None = None):
@@ -247,7 +260,7 @@ def replay_and_follow(live):
         render_event(event, messages)
     yield outputs(messages, live, count)
     if live.running and not live.waiting_for_approval:
-        yield from _stream(live, messages, count)
+        yield from _stream(live, messages, count, shown_running=True)
 
 
 def _stop(live_id, cancel_jobs: bool, user: str | None) -> str:

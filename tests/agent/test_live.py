@@ -71,6 +71,15 @@ def test_a_turn_runs_without_a_follower_and_a_late_one_gets_the_replay_then_live
     assert [e.text for _, e in live.follow(len(live.events) - 1)] == ["done"], "a follower may start anywhere"
 
 
+def test_a_follower_behind_the_turn_catches_up_in_one_batch(ledger):
+    live = live_turns.LiveSession(SlowSession(ledger, steps=5, pause_s=0.0))
+    live.start("go")
+    wait_for(lambda: not live.running)
+    batches = list(live.follow_batches(0))
+    assert len(batches) == 1, "everything logged so far comes at once"
+    assert [index for index, _ in batches[0]] == list(range(len(live.events)))
+
+
 def test_two_followers_see_the_same_events_and_stop_ends_the_turn_between_steps(ledger):
     session = SlowSession(ledger, steps=1000)
     live = live_turns.LiveSession(session)
