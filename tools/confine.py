@@ -8,6 +8,7 @@ directory or PYTHON* variables is imported) with:
 - the workspace as working directory;
 - resource limits: CPU seconds, address space, size of a written file, processes, no core dumps;
 - a session and process group of its own, so that `Confined.kill()` ends everything it started;
+- the lowest CPU priority (`yield_cpu`), so that a burst of children never starves the app serving pages;
 - a network namespace of its own (no interface up, so nothing to reach) where the kernel allows one: directly
   as root, else inside a new user namespace. `Confined.network_isolated` says whether it held;
 - Landlock where the kernel has it (Linux >= 5.13): reads only from the Python installation, system
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import resource
 import select
 import shutil
@@ -58,6 +60,9 @@ SYSTEM_READABLE = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc/ld.so.cache
 KEPT_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_COLLATE", "LC_MESSAGES", "LC_NUMERIC", "LC_TIME",
             "LC_MONETARY")
 
+# A credential's name, and the LLM endpoints: what `credential_free_env` leaves out.
+CREDENTIAL_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL|OAUTH|^ANTHROPIC_|^OPENAI_|_OPENAI_", re.I)
+BACKGROUND_NICE = 19  # what children run at: the app that serves pages comes first
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 # Steps that may be refused (then left out, and reported by Confined's flags), learnt on the first start.
@@ -121,6 +126,13 @@ def child_env(scratch: Path) -> dict[str, str]:
     tmp.mkdir(exist_ok=True)
     # python-dotenv (imported by smolagents) would otherwise load a .env file found above its install.
     return env | {"HOME": str(scratch), "TMPDIR": str(tmp), "PYTHON_DOTENV_DISABLED": "1"}
+
+
+def credential_free_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without a credential or an LLM endpoint, plus `extra`: what our own jobs, smoke
+    runs and evaluations run with (their scripts run untrusted code and read untrusted data). On a Space the
+    environment holds the owner's secrets; a child that needs the user's token is handed it in `extra`."""
+    return {k: v for k, v in os.environ.items() if not CREDENTIAL_NAME.search(k)} | (extra or {})
 
 
 def python_readable() -> list[str]:
@@ -187,6 +199,19 @@ _NO_CAPS = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable for both
 _CAP_HEADER = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
 
 
+def yield_cpu(nice: int = BACKGROUND_NICE) -> None:
+    """Lower this process's CPU priority to `nice`, and its session's: with Linux autogroup (on by default) each
+    session shares the CPU as a whole whatever its processes' nice, so twenty new sessions would get twenty shares
+    and the app one. Safe between fork and exec."""
+    if os.getpriority(os.PRIO_PROCESS, 0) < nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    try:
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(nice))
+    except OSError:  # no autogroup here (other kernels, or it is off)
+        pass
+
+
 def _preexec(rlimits, net: str, ruleset: int | None, uid: int, gid: int, report: int):
     """What the child does between fork and exec. A refused step writes its name to `report` and raises,
     which makes this start fail (see `start`)."""
@@ -195,6 +220,7 @@ def _preexec(rlimits, net: str, ruleset: int | None, uid: int, gid: int, report:
         return OSError(ctypes.get_errno(), call)
 
     def confine() -> None:
+        yield_cpu()
         for which, pair in rlimits:
             resource.setrlimit(which, pair)
         if net == "netns" and _libc.unshare(CLONE_NEWNET) != 0:

@@ -47,9 +47,13 @@ def gone(pid: int, limit_s: float = 3.0) -> bool:
     return False
 
 
-def test_local_job_runs_and_records_its_exit(tmp_path, data_dir):
+def test_local_job_runs_and_records_its_exit(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-the-owners")  # a Space's secrets, never a job's
+    monkeypatch.setenv("OAUTH_CLIENT_SECRET", "the-owners-oauth-secret")
     script = write(tmp_path, "ok.py", "import os, sys\nprint('hello')\nprint('secret', len(os.environ['HF_TOKEN']))\n"
-                                      "print('mode', os.environ['MODE'])\nprint('oops', file=sys.stderr)\n")
+                                      "print('mode', os.environ['MODE'])\nprint('owner', os.environ.get('ANTHROPIC_API_KEY'), "
+                                      "os.environ.get('OAUTH_CLIENT_SECRET'))\nprint('nice', os.nice(0), flush=True)\n"
+                                      "print('oops', file=sys.stderr)\n")
     backend = LocalJobBackend(data_dir)
     job_id = backend.submit(script, run_id=1, env={"MODE": "test"}, secrets={"HF_TOKEN": CANARY})
     status = wait_done(backend, job_id)
@@ -57,6 +61,7 @@ def test_local_job_runs_and_records_its_exit(tmp_path, data_dir):
     assert status.started_at <= status.finished_at
     log = backend.logs(job_id)
     assert "hello" in log and f"secret {len(CANARY)}" in log and "mode test" in log and "oops" in log
+    assert "owner None None" in log and "nice 19" in log  # no owner's secret; below the app that serves pages
     assert backend.logs(job_id, tail=1) == "oops"
     for path in (data_dir / "jobs" / job_id).iterdir():
         assert CANARY not in path.read_text()

@@ -92,6 +92,42 @@ def test_a_child_past_its_timeout_is_killed_with_its_process_group(tmp_path):
         pytest.fail(f"process {grandchild}, started by the confined child, outlived it")
 
 
+def autogroup_nice(pid: int) -> int | None:
+    """The nice value of the autogroup `pid` is in (`/autogroup-12 nice 19`), or None without autogroup."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def test_a_child_runs_below_the_app_so_a_burst_of_children_cannot_starve_it(tmp_path):
+    child = confine.start([sys.executable, "-I", "-c", "import sys; sys.stdin.read()"], tmp_path / "ws",
+                          stdin=subprocess.PIPE)
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, child.process.pid) == confine.BACKGROUND_NICE == 19
+        mine = autogroup_nice(os.getpid())
+        if mine is not None:  # Linux autogroup: its own session is its own group, which must be niced as well
+            assert autogroup_nice(child.process.pid) == 19 != mine
+    finally:
+        child.kill()
+
+
+def test_jobs_inherit_the_environment_but_no_credential_or_llm_endpoint(monkeypatch):
+    owner = {"HF_TOKEN": "hf_owner", "ANTHROPIC_API_KEY": "sk-ant-owner", "GITHUB_TOKEN": "ghp_owner",
+             "OPENAI_API_KEY": "sk-owner", "OAUTH_CLIENT_SECRET": "oauth-owner", "ANTHROPIC_BASE_URL": "http://llm",
+             "ML_INTERN_OPENAI_BASE_URL": "http://llm2", "AWS_SECRET_ACCESS_KEY": "aws", "HF_TOKEN_PATH": "/t",
+             "WANDB_API_KEY": "wandb", "DB_PASSWORD": "pw"}
+    kept = {"HF_ENDPOINT": "http://127.0.0.1:1", "HF_HUB_OFFLINE": "0", "ML_INTERN_DATA_DIR": "/data"}
+    for name, value in {**owner, **kept}.items():
+        monkeypatch.setenv(name, value)
+
+    env = confine.credential_free_env({"HF_TOKEN": "hf_the_users_own", "MODE": "x"})
+
+    assert not set(owner) - {"HF_TOKEN"} & set(env)
+    assert env["HF_TOKEN"] == "hf_the_users_own" and env["MODE"] == "x"
+    assert {k: env[k] for k in kept} == kept and env["PATH"] == os.environ["PATH"]
+
+
 @pytest.fixture
 def loopback_server():
     """A TCP server on this host's loopback, counting the connections it accepts."""

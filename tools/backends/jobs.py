@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tools.backends.hardware import Flavor, list_hardware
 from tools.backends.hub import hf_api
+from tools.confine import credential_free_env, yield_cpu
 from tools.errors import ToolError
 from tools.settings import Settings
 from tools.stages import TERMINAL
@@ -165,11 +166,11 @@ class LocalJobBackend(JobBackend):
         job_id = f"local-{uuid.uuid4().hex[:12]}"
         job_dir = self.jobs_dir / job_id
         job_dir.mkdir(parents=True)
-        child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {}), **(secrets or {})}
+        child_env = credential_free_env({"PYTHONUNBUFFERED": "1", **(env or {}), **(secrets or {})})
         proc = subprocess.Popen(
             [sys.executable, "-c", WRAPPER, str(job_dir), str(float(timeout_s or 0)), *command],
             env=child_env, cwd=job_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)
+            stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=yield_cpu)
         self._procs[job_id] = proc
         state = {"job_id": job_id, "run_id": run_id, "script": str(script), "command": command,
                  "pid": proc.pid, "started_at": time.time(), "timeout_s": timeout_s, "labels": labels or {},

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from evals.compare import compare
 from evals.integrity import TamperedEvalData, data_digest, refuse_protected, verify_data
 from evals.runner import RESULT_PREFIX, SAMPLES_PREFIX
 from tools.backends.hub import is_hub_id
+from tools.confine import credential_free_env
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.evaluation.checks import check_contamination, contamination_warning, hub_reachable, require_baseline
@@ -239,7 +239,8 @@ Example: run_evaluation(model=run["output_dir"], task="gsm8k", run_id=run["run_i
 
     def _run(self, request: dict, out_dir: Path) -> dict:
         cmd = [sys.executable, "-m", "evals.runner", *self._argv(request, str(out_dir), "cpu")]
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        token = self.ctx.settings.hf_token  # the user's, for a private model; none of the app's secrets
+        env = credential_free_env({"TOKENIZERS_PARALLELISM": "false", **({"HF_TOKEN": token} if token else {})})
         try:
             proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=EVAL_TIMEOUT_S)
         except subprocess.TimeoutExpired as err:

@@ -10,7 +10,6 @@ else from the last JSON object or `name: number` line it prints.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from smolagents import Tool
 
+from tools.confine import credential_free_env
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.paths import resolve_inside
@@ -27,7 +27,6 @@ from tools.redact import redact
 
 PREFERRED_METRICS = ("accuracy", "score", "acc", "exact_match", "em", "pass@1", "mean")
 SCORE_LINE = re.compile(r"([A-Za-z][\w@.:/-]*)\s*[:=]\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$")
-LLM_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "ML_INTERN_OPENAI_BASE_URL")
 MAX_EVAL_S = 4 * 3600
 TAIL_CHARS = 2000
 
@@ -63,11 +62,6 @@ def pick_metric(metrics: dict[str, float], wanted: str | None) -> str:
     return next((m for m in PREFERRED_METRICS if m in metrics), next(iter(metrics)))
 
 
-def evaluator_env() -> dict[str, str]:
-    """This process's environment without the LLM keys (the evaluator scores a model; it needs no LLM)."""
-    return {k: v for k, v in os.environ.items() if k not in LLM_KEYS}
-
-
 class RunBenchmarkEvalTool(Tool):
     name = "run_benchmark_eval"
     description = """Score a model with the benchmark's own evaluator (the run's eval command; its files are read-only).
@@ -98,7 +92,7 @@ Example: r = run_benchmark_eval(model="final_model", limit=50)"""
             timeout = min(MAX_EVAL_S, max(1.0, rules.stop_at - time.time()))
             started = time.monotonic()
             try:
-                done = subprocess.run(argv, cwd=rules.eval_dir, env=evaluator_env(), capture_output=True,
+                done = subprocess.run(argv, cwd=rules.eval_dir, env=credential_free_env(), capture_output=True,
                                       text=True, timeout=timeout)
             except subprocess.TimeoutExpired as err:
                 raise ToolError(f"the evaluator ran past the time left ({timeout / 60:.1f} min) and was stopped: "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from smolagents import Tool
 
+from tools.confine import credential_free_env
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.redact import redact
@@ -107,9 +108,10 @@ Example: smoke_run(run_id=run["run_id"])["ok"]"""
         work = Path(ctx.settings.data_dir).resolve() / "smoke" / f"run-{int(run_id)}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ML_INTERN_SMOKE_MODEL": str(smoke_model(ctx.settings.data_dir)),
-               "ML_INTERN_MAX_STEPS": str(steps), "ML_INTERN_MAX_ROWS": str(SMOKE_ROWS),
-               "ML_INTERN_OUTPUT_DIR": str(work / "checkpoint")}
+        env = credential_free_env({
+            "PYTHONUNBUFFERED": "1", "ML_INTERN_SMOKE_MODEL": str(smoke_model(ctx.settings.data_dir)),
+            "ML_INTERN_MAX_STEPS": str(steps), "ML_INTERN_MAX_ROWS": str(SMOKE_ROWS),
+            "ML_INTERN_OUTPUT_DIR": str(work / "checkpoint")})
         if ctx.settings.hf_token:  # a private Hub dataset needs it; it never reaches the log or the result
             env["HF_TOKEN"] = ctx.settings.hf_token
         log, code, seconds = self._run(script, work, env)
