@@ -2,6 +2,7 @@
 
     python -m bench.concurrent_users              # 20 users, and once more beside one waiting on an approval
     python -m bench.concurrent_users --users 5
+    python -m bench.concurrent_users --rounds together
 
 Starts `python app.py` on loopback as a Space with sign-in would run it (SYSTEM=spaces, an OAuth app's
 variables, the scripted backend, local compute; HF_ENDPOINT is a loopback fake of the Jobs API), and gives each
@@ -9,6 +10,7 @@ user the signed session cookie that Gradio's OAuth callback sets, so the app see
 Gradio's own injection of `gr.OAuthProfile`/`gr.OAuthToken`. Every user drives one turn through gradio_client:
 write a training script for a tiny model, submit it as a local job, read its status, answer.
 
+Each user opens the page first (as a browser would, before anyone types a goal), then all press Send at once.
 Three rounds: one user alone; `--users` users at once; the same number again while one more user's turn waits
 on an approval (a paid HF Jobs run on the fake, never answered until the end). Each round prints the events
 stored in the ledger against the chat each user received (the stored events rendered as the app renders them
@@ -40,6 +42,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 OAUTH_SECRET = "bench-oauth-client-secret"
 WAITER_TOKEN = "hf_bench_waiter_token_7d3f"
+
+
+ROUNDS = ("alone", "together", "beside_a_waiting_approval")
 
 
 def plan_steps(model_dir: str, train_file: str) -> list[dict]:
@@ -179,8 +184,16 @@ def check_round(ledger, url: str, results: list[dict], all_users: list[str]) -> 
             "turn_p50_s": round(statistics.median(r["turn_s"] for r in results), 2)}
 
 
+def open_page(url: str, username: str):
+    """A user with the app open: their client, and Gradio's state for their browser session, which a browser's
+    page load creates (its load events) before anyone types a goal; here one read of their experiments does."""
+    client = client_for(url, username, f"hf_oauth_{username}")
+    client.predict(api_name="/experiments")
+    return client
+
+
 def run_round(url: str, users: list[str]) -> list[dict]:
-    clients = [client_for(url, user, f"hf_oauth_{user}") for user in users]
+    clients = [open_page(url, user) for user in users]
     start = threading.Barrier(len(users)) if len(users) > 1 else None
     results: list[dict] = [None] * len(users)
 
@@ -207,6 +220,7 @@ def wait_for_jobs(data_dir: Path, timeout_s: float = 600) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--rounds", nargs="+", choices=ROUNDS, default=list(ROUNDS), help="which rounds to run")
     args = parser.parse_args(argv)
 
     from agent.demo import prepare_demo
@@ -227,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
             wait_for_jobs(data_dir)
             rounds = {"alone": ["alone"], "together": [f"user-{i:02d}" for i in range(args.users)],
                       "beside_a_waiting_approval": [f"peer-{i:02d}" for i in range(args.users)]}
+            rounds = {name: users for name, users in rounds.items() if name in args.rounds}
             everyone = [u for users in rounds.values() for u in users] + ["waiter"]
             for name, users in rounds.items():
                 waiter = None

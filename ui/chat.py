@@ -187,6 +187,15 @@ def new_live(who, prefs: dict | None, title: str):
     return live
 
 
+def first_output_first(handler):
+    """A streaming handler whose first output goes out before any turn starts (`agent.live.ahead_of_turns`)."""
+    @functools.wraps(handler)
+    def streaming(*args, **kwargs):
+        yield from live_turns.ahead_of_turns(handler(*args, **kwargs))
+    return streaming
+
+
+@first_output_first
 def chat(message: str, history: list, live_id, cursor, prefs: dict, profile: gr.OAuthProfile | None = None,
          token: gr.OAuthToken | None = None, request: gr.Request | None = None):
     """Start a turn and follow it (see the module docstring)."""
@@ -216,6 +225,7 @@ def chat(message: str, history: list, live_id, cursor, prefs: dict, profile: gr.
     yield from _stream(live, messages, start, shown_running=False)
 
 
+@first_output_first
 def run_demo(history: list, live_id, prefs: dict, profile: gr.OAuthProfile | None = None,
              request: gr.Request | None = None):
     """The scripted offline demo, clearly labelled as such: anyone may run it, and it runs with no key at all."""
@@ -244,6 +254,7 @@ def run_demo(history: list, live_id, prefs: dict, profile: gr.OAuthProfile | Non
     yield from _stream(live, messages, start, shown_running=False)
 
 
+@first_output_first
 def reattach(profile: gr.OAuthProfile | None = None, request: gr.Request | None = None):
     """On page load: the user's running (or last) session here, replayed, then followed while it runs."""
     live = live_turns.latest(user_of(profile, request))
@@ -294,12 +305,14 @@ def answer_approval(approved: bool, history: list, live_id, cursor, reason: str 
         yield (*update, note)
 
 
+@first_output_first
 def approve(history: list, live_id, cursor, profile: gr.OAuthProfile | None = None,
             request: gr.Request | None = None):
     """The Approve button and the `/approve` endpoint."""
     yield from answer_approval(True, history, live_id, cursor, "", profile, request)
 
 
+@first_output_first
 def reject(history: list, live_id, cursor, reason: str = "", profile: gr.OAuthProfile | None = None,
            request: gr.Request | None = None):
     """The Reject button and the `/reject` endpoint: `reason` reaches the agent as the refused tool's error."""

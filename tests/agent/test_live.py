@@ -102,6 +102,52 @@ def test_two_followers_see_the_same_events_and_stop_ends_the_turn_between_steps(
     assert not live.running and live.start("again") > 0, "the session takes a new turn after a stop"
 
 
+def page_handler(ready: threading.Event, outputs: list):
+    """A page's handler as Gradio drives it, on a thread of its own: busy until `ready`, then its outputs."""
+    def handler():
+        ready.wait(10)
+        yield from outputs
+
+    page = live_turns.ahead_of_turns(handler())
+    shown: list = []
+    thread = threading.Thread(target=lambda: shown.append(next(page)), daemon=True)
+    thread.start()
+    return page, thread, shown
+
+
+def test_a_turn_starts_only_once_the_pages_waiting_for_a_first_output_have_it(ledger):
+    """Twenty people pressing Send at once: each one's message is echoed before any of their agents starts."""
+    ready = threading.Event()
+    page, thread, shown = page_handler(ready, ["echo", "rest"])
+    wait_for(lambda: live_turns._FIRST_OUTPUT_DUE)
+    live = live_turns.LiveSession(SlowSession(ledger, steps=1, pause_s=0.0))
+    live.start("go")
+    time.sleep(0.3)
+    assert live.events == [] and live.running, "the turn waits while another page's first output is due"
+    ready.set()
+    thread.join(5)
+    assert shown == ["echo"]
+    time.sleep(0.2)
+    assert live.events == [], "yielded is not yet out: it is once the page's handler is resumed"
+    assert list(page) == ["rest"]
+    wait_for(lambda: not live.running)
+    assert [e.kind for e in live.events] == ["user", "code", "final_answer"]
+
+
+def test_a_page_busy_before_its_first_output_holds_turns_back_for_a_bounded_time(ledger, monkeypatch):
+    monkeypatch.setattr(live_turns, "FIRST_OUTPUT_S", 0.5)
+    ready = threading.Event()
+    page_handler(ready, ["late"])
+    wait_for(lambda: live_turns._FIRST_OUTPUT_DUE)
+    began = time.monotonic()
+    live = live_turns.LiveSession(SlowSession(ledger, steps=1, pause_s=0.0))
+    live.start("go")
+    wait_for(lambda: not live.running, timeout_s=5)
+    ready.set()
+    assert 0.3 < time.monotonic() - began < 3, "held back by the busy page, but not for long"
+    assert [e.kind for e in live.events] == ["user", "code", "final_answer"]
+
+
 def test_a_second_turn_cannot_start_while_one_runs(ledger):
     live = live_turns.LiveSession(SlowSession(ledger, steps=1000))
     live.start("go")
