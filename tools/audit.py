@@ -45,7 +45,7 @@ def _runs(ctx: ToolContext, experiment_id: int) -> list[dict]:
     runs = []
     for run in ctx.ledger.runs_for(experiment_id, kind="train", user=ctx.user):
         config = _loads(run.get("config_json")) or {}
-        admission = _json_file(Path(ctx.settings.data_dir) / "runs" / str(run["id"]) / ADMISSION_FILE)
+        admission = _json_file(ctx.data_area("runs") / str(run["id"]) / ADMISSION_FILE)
         runs.append({**{k: run.get(k) for k in RUN_KEYS}, "config": config, "admission": admission})
     return runs
 

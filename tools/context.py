@@ -71,6 +71,12 @@ class ToolContext:
         relative paths start."""
         return Path(self.settings.data_dir) / "workspaces" / self.user / (self.session_id or "default")
 
+    def data_area(self, area: str) -> Path:
+        """The user's own folder of one of the data directory's areas (`runs`, `datasets`, `smoke`, `evals`): the
+        data directory's own for the one local user, `users/<user>/<area>` under it for each user of a Space."""
+        root = Path(self.settings.data_dir)
+        return root / area if self.user == LOCAL_USER else root / "users" / self.user / area
+
     def job_run(self, job_id: str) -> dict:
         """The ledger run of `job_id` (training or evaluation) when this user submitted it; a job that is not
         theirs is an unknown job, with the same ToolError as one that never existed."""

@@ -5,8 +5,9 @@ to their real target; a relative path to read that is not in the workspace may n
 as in `datasets/<name>`) and then accepted only inside:
 
 - the session's workspace (`ToolContext.workspace`), read and write;
-- the data directory's own areas, which the tools themselves fill (`DATA_AREAS`: runs and their checkpoints,
-  saved datasets, smoke runs, evaluation outputs, the offline demo's model), read and write;
+- the user's own data areas, which the tools themselves fill (`USER_AREAS`: runs and their checkpoints, saved
+  datasets, smoke runs, evaluation outputs; `ToolContext.data_area`, per user on a Space), and the offline demo's
+  model (`SHARED_AREAS`), read and write;
 - the shipped eval data (`evals/data`) and the folders the owner lists in `Settings.extra_read_dirs`
   (`ML_INTERN_READ_DIRS`), read only;
 - `Settings.read_only_dirs` (a benchmark run's evaluator folder), read only: no write lands in one, even where it
@@ -27,15 +28,17 @@ from evals.integrity import is_protected
 from tools.context import ToolContext
 from tools.errors import ToolError
 
-DATA_AREAS = ("runs", "datasets", "smoke", "evals", "demo")
+USER_AREAS = ("runs", "datasets", "smoke", "evals")  # each user's own (ToolContext.data_area)
+SHARED_AREAS = ("demo",)  # the offline demo's model and data, the same for everyone
 PROJECT_ROOT = EVAL_DATA_DIR.parents[1]  # where a relative `evals/data/<task>` names the shipped eval data
 LOCAL_DATA_SUFFIXES = (".jsonl", ".json")
 
 
 def writable_roots(ctx: ToolContext) -> list[Path]:
-    """The folders a tool may write in: the workspace and the data directory's areas, resolved."""
+    """The folders a tool may write in: the workspace, the user's data areas and the shared ones, resolved."""
     data_dir = Path(ctx.settings.data_dir).expanduser().resolve()
-    return [ctx.workspace.expanduser().resolve(), *(data_dir / area for area in DATA_AREAS)]
+    return [ctx.workspace.expanduser().resolve(), *(ctx.data_area(area).expanduser().resolve() for area in USER_AREAS),
+            *(data_dir / area for area in SHARED_AREAS)]
 
 
 def readable_roots(ctx: ToolContext) -> list[Path]:
@@ -58,7 +61,8 @@ def allowed_places(ctx: ToolContext, write: bool = False) -> str:
     """The places a path may be, in words, for error messages."""
     data_dir = Path(ctx.settings.data_dir).expanduser().resolve()
     places = [f"the session workspace {ctx.workspace.expanduser().resolve()} (relative paths start there)",
-              f"the data directory's {', '.join(DATA_AREAS)} folders under {data_dir}"]
+              f"your {', '.join(USER_AREAS)} folders under {ctx.data_area('').expanduser().resolve()}",
+              f"the data directory's {', '.join(SHARED_AREAS)} folder under {data_dir}"]
     if write:
         return " or ".join(places)
     extra = ", ".join(str(Path(p).expanduser().resolve()) for p in ctx.settings.extra_read_dirs)
@@ -102,9 +106,11 @@ def resolve_inside(ctx: ToolContext, value: str | Path, purpose: str, write: boo
 
 def _read_fallbacks(ctx: ToolContext, given: Path) -> list[Path]:
     """Where a relative path to read may also point when it is not in the workspace: one the tools returned
-    relative to the data directory (`datasets/<name>`), or the shipped eval data named from the project root
-    (`evals/data/<task>`). The policy's roots still decide whether it may be read."""
-    return [(Path(ctx.settings.data_dir) / given).resolve(), (PROJECT_ROOT / given).resolve()]
+    relative to the user's data areas (`datasets/<name>`) or the data directory (`demo/...`), or the shipped eval
+    data named from the project root (`evals/data/<task>`). The policy's roots still decide whether it may be
+    read."""
+    return [(ctx.data_area("") / given).resolve(), (Path(ctx.settings.data_dir) / given).resolve(),
+            (PROJECT_ROOT / given).resolve()]
 
 
 def _refuse_links_out(ctx: ToolContext, folder: Path, purpose: str, write: bool) -> None:

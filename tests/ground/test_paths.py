@@ -79,6 +79,34 @@ def test_data_dir_areas_are_readable_and_writable(ctx):
     assert resolve_inside(ctx, "datasets/mine/train.jsonl", "the dataset") == saved.resolve()
 
 
+def test_each_user_of_a_space_has_data_areas_of_their_own_and_cannot_read_anothers(ctx):
+    """alice and bob on one Space: what tools wrote for alice (her run's script and checkpoint, her saved dataset)
+    is not a path bob's tools can read or write, by absolute path, by `..` or by the relative name alice got."""
+    from dataclasses import replace
+
+    alice, bob = replace(ctx, user="alice", session_id="a1"), replace(ctx, user="bob", session_id="b1")
+    for who in (alice, bob):
+        who.workspace.mkdir(parents=True)
+    write_rows(alice.workspace / "train.jsonl")
+    run = WriteTrainingScriptTool(alice)(model="Qwen/Qwen3-0.6B", dataset="train.jsonl")
+    script = Path(run["script_path"])
+    assert script.parent.parent == (ctx.settings.data_dir / "users" / "alice" / "runs").resolve()
+    saved = write_rows(alice.data_area("datasets") / "mine" / "train.jsonl")
+    assert resolve_inside(alice, "datasets/mine/train.jsonl", "the dataset") == saved.resolve()
+    assert resolve_inside(alice, str(script), "the script") == script
+
+    into_alices = "../../../users/alice/datasets/mine/train.jsonl"
+    for value in (str(script), str(saved), "datasets/mine/train.jsonl", into_alices):
+        with pytest.raises(ToolError, match="may not read|No file or folder"):
+            resolve_inside(bob, value, "the dataset")
+    for value in (str(script), str(saved.parent), into_alices):
+        with pytest.raises(ToolError, match="may not write"):
+            resolve_inside(bob, value, "output_dir", write=True)
+    assert looks_local(alice, "datasets/mine") and not looks_local(bob, "datasets/mine")
+    assert bob.data_area("runs") == ctx.settings.data_dir / "users" / "bob" / "runs"
+    assert ctx.data_area("runs") == ctx.settings.data_dir / "runs", "the one local user keeps the data dir's own"
+
+
 @pytest.mark.parametrize("value", ["../../etc/passwd", "/etc/passwd", "../../ledger.sqlite", "../other/x.jsonl"])
 def test_paths_out_of_the_allowed_places_are_refused(ctx, value):
     (ctx.settings.data_dir / "ledger.sqlite").touch()

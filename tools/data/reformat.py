@@ -119,7 +119,7 @@ Example: reformat_dataset(dataset="openai/gsm8k", config="main", target_format="
             notes.append(f"Read {len(loaded.rows)} of {loaded.total} rows" + (
                 "" if limit else f" (the viewer limit here is {MAX_HUB_ROWS}; convert the full set inside a "
                 "training job with datasets.load_dataset)") + ".")
-        folder = _new_folder(self.ctx.settings.data_dir / "datasets", hub_dataset_id, loaded, target_format)
+        folder = _new_folder(self.ctx.data_area("datasets"), hub_dataset_id, loaded, target_format)
         for name, part in splits.items():
             _write_jsonl(folder / f"{name}.jsonl", part)
         transform = {

@@ -261,7 +261,7 @@ target_format="prompt-completion", eval_dataset="evals/data/tiny_sentiment")"""
             raise ToolError(f"Only {len(final)} of {len(examples)} examples survive the checks (dropped {dropped}), "
                             f"fewer than min_examples={needed}; nothing was saved. Problems: {shown}. Fix or "
                             "replace the dropped examples (new ones, not rewordings) and call again.")
-        folder = _new_folder(Path(self.ctx.settings.data_dir) / "datasets", name or hub_dataset_id, fmt)
+        folder = _new_folder(self.ctx.data_area("datasets"), name or hub_dataset_id, fmt)
         with (folder / "train.jsonl").open("w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in final)
         transform = {"tool": "generate_synthetic_data", "spec": spec, "target_format": fmt,

@@ -200,7 +200,7 @@ Example: run_evaluation(model=run["output_dir"], task="gsm8k", run_id=run["run_i
 
     def _out_dir(self, ref: dict) -> Path:
         slug = re.sub(r"[^\w.-]+", "-", ref["name"]).strip("-")[:40]
-        out = (Path(self.ctx.settings.data_dir) / "evals" / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-"
+        out = (self.ctx.data_area("evals") / f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-"
                f"{uuid.uuid4().hex[:6]}").resolve()
         try:
             refuse_protected(out, "the evaluation output folder")

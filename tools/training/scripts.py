@@ -378,7 +378,7 @@ Example: run = write_training_script(model="Qwen/Qwen3-0.6B", dataset="trl-lib/C
         ledger = self.ctx.ledger
         run_id = ledger.create_run(method, model, dataset, experiment_id=self.ctx.current_experiment(),
                                    parent_run_id=parent_run_id, change=change, status=CREATED, user=self.ctx.user)
-        run_dir = Path(self.ctx.settings.data_dir).resolve() / "runs" / str(run_id)
+        run_dir = self.ctx.data_area("runs").resolve() / str(run_id)
         if output_dir is None:
             output_dir = f"outputs/run-{run_id}" if remote else str(run_dir / "checkpoint")
         rank, steps = int(lora_r or DEFAULT_LORA_R), int(max_steps or DEFAULT_MAX_STEPS)

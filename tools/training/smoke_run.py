@@ -105,7 +105,7 @@ Example: smoke_run(run_id=run["run_id"])["ok"]"""
                             "training starts and saves.")
         config = json.loads(run["config_json"]) if run.get("config_json") else {"dataset": run["dataset"],
                                                                                  "method": run["method"]}
-        work = Path(ctx.settings.data_dir).resolve() / "smoke" / f"run-{int(run_id)}"
+        work = ctx.data_area("smoke").resolve() / f"run-{int(run_id)}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         env = credential_free_env({
