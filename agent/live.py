@@ -65,10 +65,12 @@ def _first_output_out(token) -> None:
 
 
 def wait_for_first_outputs() -> None:
-    """Block while a page handler's first output is due (`ahead_of_turns`); at most FIRST_OUTPUT_S."""
+    """Block while a page handler's first output is due (`ahead_of_turns`); at most FIRST_OUTPUT_S in all, so that
+    pages arriving without pause never keep a turn from starting."""
+    deadline = time.monotonic() + FIRST_OUTPUT_S
     with _PAGES:
-        while (due := max(_FIRST_OUTPUT_DUE.values(), default=0.0)) > time.monotonic():
-            _PAGES.wait(due - time.monotonic())
+        while (until := min(deadline, max(_FIRST_OUTPUT_DUE.values(), default=0.0))) > time.monotonic():
+            _PAGES.wait(until - time.monotonic())
 
 
 def stop_session(session, cancel_jobs: bool = False) -> None:

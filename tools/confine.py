@@ -61,7 +61,8 @@ KEPT_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_COLLATE", "LC_
             "LC_MONETARY")
 
 # A credential's name, and the LLM endpoints: what `credential_free_env` leaves out.
-CREDENTIAL_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|CREDENTIAL|OAUTH|^ANTHROPIC_|^OPENAI_|_OPENAI_", re.I)
+CREDENTIAL_NAME = re.compile(r"(^|_)(TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIALS?|AUTH)(_|$)|OAUTH|^ANTHROPIC_|"
+                             r"^OPENAI_|_OPENAI_", re.I)
 BACKGROUND_NICE = 19  # what children run at: the app that serves pages comes first
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long

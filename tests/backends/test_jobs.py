@@ -51,7 +51,8 @@ def test_local_job_runs_and_records_its_exit(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-the-owners")  # a Space's secrets, never a job's
     monkeypatch.setenv("OAUTH_CLIENT_SECRET", "the-owners-oauth-secret")
     script = write(tmp_path, "ok.py", "import os, sys\nprint('hello')\nprint('secret', len(os.environ['HF_TOKEN']))\n"
-                                      "print('mode', os.environ['MODE'])\nprint('owner', os.environ.get('ANTHROPIC_API_KEY'), "
+                                      "print('mode', os.environ['MODE'])\n"
+                                      "print('owner', os.environ.get('ANTHROPIC_API_KEY'), "
                                       "os.environ.get('OAUTH_CLIENT_SECRET'))\nprint('nice', os.nice(0), flush=True)\n"
                                       "print('oops', file=sys.stderr)\n")
     backend = LocalJobBackend(data_dir)

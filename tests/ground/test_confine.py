@@ -116,8 +116,10 @@ def test_jobs_inherit_the_environment_but_no_credential_or_llm_endpoint(monkeypa
     owner = {"HF_TOKEN": "hf_owner", "ANTHROPIC_API_KEY": "sk-ant-owner", "GITHUB_TOKEN": "ghp_owner",
              "OPENAI_API_KEY": "sk-owner", "OAUTH_CLIENT_SECRET": "oauth-owner", "ANTHROPIC_BASE_URL": "http://llm",
              "ML_INTERN_OPENAI_BASE_URL": "http://llm2", "AWS_SECRET_ACCESS_KEY": "aws", "HF_TOKEN_PATH": "/t",
-             "WANDB_API_KEY": "wandb", "DB_PASSWORD": "pw"}
-    kept = {"HF_ENDPOINT": "http://127.0.0.1:1", "HF_HUB_OFFLINE": "0", "ML_INTERN_DATA_DIR": "/data"}
+             "WANDB_API_KEY": "wandb", "DB_PASSWORD": "pw", "HUGGING_FACE_HUB_TOKEN": "hf_old_name",
+             "OAUTH_SCOPES": "openid", "GH_AUTH": "gh"}
+    kept = {"HF_ENDPOINT": "http://127.0.0.1:1", "HF_HUB_OFFLINE": "0", "ML_INTERN_DATA_DIR": "/data",
+            "TOKENIZERS_PARALLELISM": "false", "KEYBOARD_LAYOUT": "us"}
     for name, value in {**owner, **kept}.items():
         monkeypatch.setenv(name, value)
 
