@@ -201,11 +201,13 @@ _CAP_HEADER = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
 
 
 def yield_cpu(nice: int = BACKGROUND_NICE) -> None:
-    """Lower this process's CPU priority to `nice`, and its session's: with Linux autogroup (on by default) each
-    session shares the CPU as a whole whatever its processes' nice, so twenty new sessions would get twenty shares
-    and the app one. Safe between fork and exec."""
+    """Lower this process's CPU priority to `nice`, and, when it leads a session of its own, that session's: with
+    Linux autogroup (on by default) each session shares the CPU as a whole whatever its processes' nice, so twenty
+    new sessions would get twenty shares and the app one. Safe between fork and exec (`preexec_fn`)."""
     if os.getpriority(os.PRIO_PROCESS, 0) < nice:
         os.setpriority(os.PRIO_PROCESS, 0, nice)
+    if os.getsid(0) != os.getpid():  # in its parent's session: that autogroup is the app's own
+        return
     try:
         with open("/proc/self/autogroup", "w") as autogroup:
             autogroup.write(str(nice))

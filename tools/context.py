@@ -71,9 +71,10 @@ class ToolContext:
         relative paths start."""
         return Path(self.settings.data_dir) / "workspaces" / self.user / (self.session_id or "default")
 
-    def data_area(self, area: str) -> Path:
-        """The user's own folder of one of the data directory's areas (`runs`, `datasets`, `smoke`, `evals`): the
-        data directory's own for the one local user, `users/<user>/<area>` under it for each user of a Space."""
+    def data_area(self, area: str = "") -> Path:
+        """The user's own folder of one of the data directory's areas (`runs`, `datasets`, `smoke`, `evals`), or
+        with no area the folder that holds them: the data directory's own for the one local user, `users/<user>/`
+        under it for each user of a Space."""
         root = Path(self.settings.data_dir)
         return root / area if self.user == LOCAL_USER else root / "users" / self.user / area
 

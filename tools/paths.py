@@ -61,7 +61,7 @@ def allowed_places(ctx: ToolContext, write: bool = False) -> str:
     """The places a path may be, in words, for error messages."""
     data_dir = Path(ctx.settings.data_dir).expanduser().resolve()
     places = [f"the session workspace {ctx.workspace.expanduser().resolve()} (relative paths start there)",
-              f"your {', '.join(USER_AREAS)} folders under {ctx.data_area('').expanduser().resolve()}",
+              f"your {', '.join(USER_AREAS)} folders under {ctx.data_area().expanduser().resolve()}",
               f"the data directory's {', '.join(SHARED_AREAS)} folder under {data_dir}"]
     if write:
         return " or ".join(places)
@@ -109,8 +109,8 @@ def _read_fallbacks(ctx: ToolContext, given: Path) -> list[Path]:
     relative to the user's data areas (`datasets/<name>`) or the data directory (`demo/...`), or the shipped eval
     data named from the project root (`evals/data/<task>`). The policy's roots still decide whether it may be
     read."""
-    return [(ctx.data_area("") / given).resolve(), (Path(ctx.settings.data_dir) / given).resolve(),
-            (PROJECT_ROOT / given).resolve()]
+    places = (ctx.data_area() / given, Path(ctx.settings.data_dir) / given, PROJECT_ROOT / given)
+    return list(dict.fromkeys(place.resolve() for place in places))  # for the local user the first two are one
 
 
 def _refuse_links_out(ctx: ToolContext, folder: Path, purpose: str, write: bool) -> None:

@@ -112,6 +112,15 @@ def test_a_child_runs_below_the_app_so_a_burst_of_children_cannot_starve_it(tmp_
         child.kill()
 
 
+def test_a_child_in_the_apps_own_session_yields_the_cpu_but_leaves_the_apps_autogroup_alone():
+    """A local evaluation runs in the app's session: nicing that session's autogroup would nice the app itself."""
+    before = autogroup_nice(os.getpid())
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.nice(0))"], capture_output=True, text=True,
+                          timeout=60, preexec_fn=confine.yield_cpu)
+    assert done.stdout.strip() == "19"
+    assert autogroup_nice(os.getpid()) == before
+
+
 def test_jobs_inherit_the_environment_but_no_credential_or_llm_endpoint(monkeypatch):
     owner = {"HF_TOKEN": "hf_owner", "ANTHROPIC_API_KEY": "sk-ant-owner", "GITHUB_TOKEN": "ghp_owner",
              "OPENAI_API_KEY": "sk-owner", "OAUTH_CLIENT_SECRET": "oauth-owner", "ANTHROPIC_BASE_URL": "http://llm",

@@ -31,7 +31,7 @@ from evals.compare import compare
 from evals.integrity import TamperedEvalData, data_digest, refuse_protected, verify_data
 from evals.runner import RESULT_PREFIX, SAMPLES_PREFIX
 from tools.backends.hub import is_hub_id
-from tools.confine import credential_free_env
+from tools.confine import credential_free_env, yield_cpu
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.evaluation.checks import check_contamination, contamination_warning, hub_reachable, require_baseline
@@ -242,7 +242,8 @@ Example: run_evaluation(model=run["output_dir"], task="gsm8k", run_id=run["run_i
         token = self.ctx.settings.hf_token  # the user's, for a private model; none of the app's secrets
         env = credential_free_env({"TOKENIZERS_PARALLELISM": "false", **({"HF_TOKEN": token} if token else {})})
         try:
-            proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=EVAL_TIMEOUT_S)
+            proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=EVAL_TIMEOUT_S,
+                                  preexec_fn=yield_cpu)
         except subprocess.TimeoutExpired as err:
             raise ToolError(f"evaluation of {request['model']} on {request['task']} did not finish within "
                             f"{EVAL_TIMEOUT_S} s; try max_samples for a quick check, a smaller model, or "

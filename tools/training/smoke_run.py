@@ -21,7 +21,7 @@ from pathlib import Path
 
 from smolagents import Tool
 
-from tools.confine import credential_free_env
+from tools.confine import credential_free_env, yield_cpu
 from tools.context import ToolContext
 from tools.errors import ToolError
 from tools.redact import redact
@@ -131,7 +131,8 @@ Example: smoke_run(run_id=run["run_id"])["ok"]"""
         started = time.monotonic()
         with open(work / "log.txt", "w+b") as log:
             proc = subprocess.Popen([sys.executable, str(script)], cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=yield_cpu)
             try:
                 code = proc.wait(timeout=self.timeout_s)
             except subprocess.TimeoutExpired:
